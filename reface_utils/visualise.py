@@ -16,7 +16,7 @@ from matplotlib.patches import Rectangle
 
 from .images import read_rgb
 
-__all__ = ["show_retrieval", "show_enriched_examples", "plot_cmc", "plot_alpha_sweep",
+__all__ = ["visible_boxes", "show_retrieval", "show_enriched_examples", "plot_cmc", "plot_alpha_sweep",
            "plot_threshold_sweep", "RetrievalBrowser", "top_k"]
 
 CORRECT, WRONG, FACE, ENRICHED = "#1a9850", "#d73027", "#fee08b", "#4575b4"
@@ -25,6 +25,12 @@ CORRECT, WRONG, FACE, ENRICHED = "#1a9850", "#d73027", "#fee08b", "#4575b4"
 def top_k(distances: np.ndarray, k: int) -> np.ndarray:
     """Indices of the k smallest distances, ties broken by gallery index (as in metrics)."""
     return np.argsort(np.asarray(distances), axis=-1, kind="stable")[..., :k]
+
+
+def visible_boxes(has_face: np.ndarray, bbox: np.ndarray) -> np.ndarray:
+    """Face boxes to draw: the accepted ones, NaN elsewhere (rejected detections keep
+    their raw box in ``FaceFeatures`` for inspection, but are not faces)."""
+    return np.where(np.asarray(has_face, bool)[:, None], bbox, np.nan)
 
 
 def _image_axis(ax, path: str, *, border: str | None = None, box=None, badge: str | None = None,

@@ -1,0 +1,321 @@
+"""ReID and face distances, gallery enrichment and their fusion (METHOD.md section 4).
+
+Every function works on a whole distance matrix or on a block of query rows, so that
+``retrieval.py`` can run them block-wise; they compute in float32 (the features are
+float32) and never change their inputs unless given ``out=`` that aliases one.
+
+Conventions, each as the reference (GEFF ``Scripts/inference.py`` and
+``FaceModules/insightface.py``) produces it:
+
+* ReID distance = -cos(q, g) on L2-normalised features (``get_cosine_distmat``).
+* Face distance = 1 - cos(face_q, face_g) (``face_inference``: ``1 - similarities``) with
+  ``compute_similarities(gallery_enrichment=False)``'s conventions:
+
+  - a query without a face keeps its initial similarity -1 to every gallery image, so its
+    whole row is distance 2, same-camera entries included (the reference skips such
+    queries before it applies the camera rule);
+  - a gallery image without a face is a zero vector, so its similarity is 0 (distance 1);
+  - for a query with a face, gallery images from the query's camera get similarity -inf,
+    i.e. distance +inf (skipped when camera ids are not given, as for 42Street).
+
+* Enrichment (``apply_enriched_gallery``): the distance to gallery image j becomes the
+  minimum of its own distance and the distances to the enriched samples attached to j.
+  GEFF applies it to the ReID distances only (``reid_inference``), then fuses.
+* Fusion: alpha * reid + (1 - alpha) * face. The reference never forms the sum at
+  alpha = 1 (ReID only) or alpha = 0 (face only); here too those give exactly the one
+  input, so that 0 * inf never makes a NaN. For 0 < alpha < 1 an infinite face distance
+  gives an infinite fused distance.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "reid_distance",
+    "face_distance",
+    "same_camera_pairs",
+    "CameraIndex",
+    "FaceGallery",
+    "apply_enrichment",
+    "fuse",
+    "zero_faceless_rows",
+]
+
+NO_FACE_QUERY_DISTANCE = 2.0  # 1 - (-1): the reference's initial similarity for a query without face
+
+
+def _features(name: str, x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x)
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (samples x dims) array, got shape {x.shape}")
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)  # one copy; pass float32 to avoid it
+    return x
+
+
+def reid_distance(query: np.ndarray, gallery: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+    """(Q, G) float32 distances -cos(q, g) between L2-normalised ReID features."""
+    query, gallery = _features("query features", query), _features("gallery features", gallery)
+    if query.shape[1] != gallery.shape[1]:
+        raise ValueError(f"query features are {query.shape[1]}-d but gallery features {gallery.shape[1]}-d")
+    out = np.matmul(query, gallery.T, out=out)
+    np.negative(out, out=out)
+    return out
+
+
+def zero_faceless_rows(embedding: np.ndarray, has_face: np.ndarray) -> np.ndarray:
+    """Embeddings with the rows of images without a face set to zero (copies only if needed)."""
+    embedding = _features("face embeddings", embedding)
+    has_face = np.asarray(has_face, dtype=bool).ravel()
+    if len(has_face) != len(embedding):
+        raise ValueError(f"has_face has {len(has_face)} entries for {len(embedding)} face embeddings")
+    if has_face.all() or not embedding[~has_face].any():
+        return embedding
+    embedding = embedding.copy()
+    embedding[~has_face] = 0.0
+    return embedding
+
+
+class CameraIndex:
+    """The gallery grouped by camera id, to list same-camera pairs of any block of queries
+    without a Q x G mask (cost proportional to the number of pairs)."""
+
+    def __init__(self, g_camids: np.ndarray) -> None:
+        g_camids = np.asarray(g_camids).ravel()
+        self.cameras, g_code = np.unique(g_camids, return_inverse=True)
+        self._order = np.argsort(g_code, kind="stable")
+        self._count = np.bincount(g_code, minlength=len(self.cameras))
+        self._start = np.concatenate([[0], np.cumsum(self._count)[:-1]])
+
+    def pairs(self, q_camids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query row, gallery column) pairs with equal camera ids."""
+        q_camids = np.asarray(q_camids).ravel()
+        if len(self.cameras) == 0 or len(q_camids) == 0:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        pos = np.clip(np.searchsorted(self.cameras, q_camids), 0, len(self.cameras) - 1)
+        per_query = np.where(self.cameras[pos] == q_camids, self._count[pos], 0)
+        n = int(per_query.sum())
+        rows = np.repeat(np.arange(len(q_camids), dtype=np.int64), per_query)
+        within = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(per_query) - per_query, per_query)
+        cols = self._order[np.repeat(self._start[pos], per_query) + within]
+        return rows, cols
+
+
+def same_camera_pairs(q_camids: np.ndarray, g_camids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All (query row, gallery column) pairs with equal camera ids."""
+    return CameraIndex(g_camids).pairs(q_camids)
+
+
+def face_distance(
+    q_emb: np.ndarray,
+    g_emb: np.ndarray,
+    q_has_face: np.ndarray,
+    g_has_face: np.ndarray,
+    q_camids: np.ndarray | None = None,
+    g_camids: np.ndarray | None = None,
+    *,
+    exclude_same_camera: bool = True,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """(Q, G) float32 face distances 1 - cos with the reference's conventions.
+
+    Query without face -> 2 on its whole row; gallery image without face -> 1; same camera
+    (query with a face, camera ids given, ``exclude_same_camera``) -> +inf.
+    Embeddings are expected L2-normalised (``face.FaceFeatures.embedding``).
+    """
+    q_has_face = np.asarray(q_has_face, dtype=bool).ravel()
+    q_emb = _features("query face embeddings", q_emb)
+    if len(q_has_face) != len(q_emb):
+        raise ValueError(f"q_has_face has {len(q_has_face)} entries for {len(q_emb)} query embeddings")
+    gallery = FaceGallery(g_emb, g_has_face)
+    if q_emb.shape[1] != gallery.dim:
+        raise ValueError(f"query face embeddings are {q_emb.shape[1]}-d but gallery ones {gallery.dim}-d")
+    pairs = None
+    if exclude_same_camera and q_camids is not None and g_camids is not None:
+        if len(q_camids) != len(q_emb) or len(g_camids) != len(gallery):
+            raise ValueError("camera ids must have one entry per query / gallery embedding")
+        pairs = same_camera_pairs(q_camids, g_camids)
+    if out is None:
+        out = np.empty((len(q_emb), len(gallery)), dtype=np.float32)
+    return _face_distance_into(out, q_emb, q_has_face, gallery, pairs)
+
+
+class FaceGallery:
+    """Gallery face embeddings prepared once: rows without a face are zero (similarity 0),
+    and when few images have a face, the embeddings of those that do are kept compact so
+    that only face-to-face similarities are computed (the rest are constants)."""
+
+    DENSE_ABOVE = 0.75  # fraction of images with a face above which compaction does not pay
+
+    def __init__(self, embedding: np.ndarray, has_face: np.ndarray) -> None:
+        self.embedding = zero_faceless_rows(embedding, has_face)
+        self.has_face = np.asarray(has_face, dtype=bool).ravel()
+        self.dense = bool(self.has_face.mean() > self.DENSE_ABOVE) if len(self.has_face) else True
+        self.cols = np.flatnonzero(self.has_face)
+        self.compact = self.embedding if self.dense else np.ascontiguousarray(self.embedding[self.cols])
+
+    @property
+    def dim(self) -> int:
+        return self.embedding.shape[1]
+
+    def __len__(self) -> int:
+        return len(self.embedding)
+
+
+def _face_distance_into(
+    out: np.ndarray,
+    q_emb: np.ndarray,
+    q_has_face: np.ndarray,
+    gallery: FaceGallery,
+    same_camera: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    """face_distance's work with the gallery prepared and the same-camera pairs listed;
+    shared by face_distance and retrieval's blocks (so both give the same bits).
+
+    Fastest when the rows with a face come first (retrieval orders its queries so)."""
+    faced = np.flatnonzero(q_has_face)
+    n_faced = len(faced)
+    prefix = n_faced == 0 or faced[-1] == n_faced - 1  # rows with a face are 0..n_faced-1
+    target = out[:n_faced] if prefix else np.empty((n_faced, out.shape[1]), np.float32)
+    queries = q_emb[:n_faced] if prefix else q_emb[faced]
+    if gallery.dense:
+        np.matmul(queries, gallery.compact.T, out=target)
+        np.subtract(np.float32(1.0), target, out=target)
+    elif n_faced:
+        sims = queries @ gallery.compact.T
+        np.subtract(np.float32(1.0), sims, out=sims)
+        target.fill(1.0)  # gallery without face: similarity 0
+        target[:, gallery.cols] = sims
+    if not prefix:
+        out[faced] = target
+    if same_camera is not None and len(same_camera[0]):
+        rows, cols = same_camera
+        keep = q_has_face[rows]
+        out[rows[keep], cols[keep]] = np.inf
+    if prefix:
+        out[n_faced:] = NO_FACE_QUERY_DISTANCE
+    else:
+        out[~q_has_face] = NO_FACE_QUERY_DISTANCE
+    return out
+
+
+def _group_by_gallery(enriched_to_gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Order of enriched samples by gallery index, group starts, and the gallery columns."""
+    order = np.argsort(enriched_to_gallery, kind="stable")
+    sorted_cols = enriched_to_gallery[order]
+    starts = np.flatnonzero(np.concatenate(([True], sorted_cols[1:] != sorted_cols[:-1])))
+    return order, starts, sorted_cols[starts]
+
+
+def apply_enrichment(
+    distmat: np.ndarray,
+    enriched_distmat: np.ndarray,
+    enriched_to_gallery: np.ndarray,
+    *,
+    query_indices: np.ndarray | None = None,
+    enriched_query_indices: np.ndarray | None = None,
+    exclude_self: bool = False,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Gallery distances lowered to those of the enriched samples attached to each image.
+
+    distmat: (Q, G) distances query -> gallery; enriched_distmat: (Q, E) distances
+    query -> enriched sample; enriched_to_gallery: (E,) gallery index each sample is
+    attached to. Result[:, j] = min(distmat[:, j], min_{e: enriched_to_gallery[e] == j}
+    enriched_distmat[:, e]).
+
+    exclude_self: ignore a query's distance to its own enriched copy (METHOD.md section 4
+    note: the reference keeps it, which makes that query's best match distance -1). Needs
+    ``query_indices`` (Q,) -- the query index of each row -- and ``enriched_query_indices``
+    (E,) -- the query each sample was made from, in the same numbering.
+
+    Returns a new array unless ``out`` is given (``out=distmat`` works in place).
+    """
+    distmat = np.asarray(distmat)
+    enriched_distmat = np.asarray(enriched_distmat)
+    e2g = np.asarray(enriched_to_gallery, dtype=np.int64).ravel()
+    if enriched_distmat.shape != (distmat.shape[0], len(e2g)):
+        raise ValueError(
+            f"enriched_distmat must have shape ({distmat.shape[0]}, {len(e2g)}), got {enriched_distmat.shape}"
+        )
+    if len(e2g) and (e2g.min() < 0 or e2g.max() >= distmat.shape[1]):
+        raise ValueError(f"enriched_to_gallery must index the {distmat.shape[1]} gallery columns")
+    if out is None:
+        out = distmat.copy()
+    elif out is not distmat:
+        np.copyto(out, distmat)
+    if len(e2g) == 0:
+        return out
+    order, starts, cols = _group_by_gallery(e2g)
+    self_pairs = None
+    if exclude_self:
+        if query_indices is None or enriched_query_indices is None:
+            raise ValueError("exclude_self needs query_indices and enriched_query_indices")
+        rows, samples = _self_pairs(np.asarray(query_indices).ravel(), np.asarray(enriched_query_indices).ravel())
+        self_pairs = (rows, np.argsort(order)[samples])
+    lowest = _lowest_enriched(enriched_distmat, order, starts, self_pairs)
+    out[:, cols] = np.minimum(out[:, cols], lowest)
+    return out
+
+
+def _lowest_enriched(
+    enriched_distmat: np.ndarray,
+    order: np.ndarray,
+    starts: np.ndarray,
+    self_pairs: tuple[np.ndarray, np.ndarray] | None = None,
+) -> np.ndarray:
+    """Per gallery group (see ``_group_by_gallery``), the smallest enriched distance.
+
+    self_pairs: (row, position in ``order``) entries to ignore (a query's own copy).
+    """
+    ordered = enriched_distmat[:, order]  # a copy: (Q, E) is small next to (Q, G)
+    if self_pairs is not None and len(self_pairs[0]):
+        ordered[self_pairs] = np.inf
+    return np.minimum.reduceat(ordered, starts, axis=1)
+
+
+def _self_pairs(row_query: np.ndarray, sample_query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, sample) pairs where a row's query made that sample (vectorised join)."""
+    if len(row_query) == 0 or len(sample_query) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    s_order = np.argsort(sample_query, kind="stable")
+    s_sorted = sample_query[s_order]
+    lo = np.searchsorted(s_sorted, row_query, side="left")
+    hi = np.searchsorted(s_sorted, row_query, side="right")
+    n = hi - lo
+    rows = np.repeat(np.arange(len(row_query), dtype=np.int64), n)
+    within = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    return rows, s_order[np.repeat(lo, n) + within]
+
+
+def fuse(
+    reid_distmat: np.ndarray, face_distmat: np.ndarray, alpha: float, *, out: np.ndarray | None = None
+) -> np.ndarray:
+    """alpha * reid + (1 - alpha) * face (METHOD.md section 4; paper: alpha = 0.75).
+
+    alpha = 1 returns the ReID distances and alpha = 0 the face distances exactly (copies,
+    or written to ``out``). In between, +inf face distances stay +inf. The sum is formed
+    as (1 - alpha) * (face + reid * alpha / (1 - alpha)), three in-place passes with no
+    temporary, which rounds within float32 precision of the textbook form.
+    """
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    reid_distmat, face_distmat = np.asarray(reid_distmat), np.asarray(face_distmat)
+    if reid_distmat.shape != face_distmat.shape:
+        raise ValueError(f"ReID distances {reid_distmat.shape} and face distances {face_distmat.shape} differ in shape")
+    dtype = np.result_type(reid_distmat.dtype, face_distmat.dtype, np.float32)
+    if out is None:
+        out = np.empty(reid_distmat.shape, dtype=dtype)
+    if alpha == 1.0:
+        np.copyto(out, reid_distmat)
+        return out
+    if alpha == 0.0:
+        np.copyto(out, face_distmat)
+        return out
+    if out is face_distmat:
+        raise ValueError("out may alias the ReID distances, not the face distances")
+    np.multiply(reid_distmat, dtype.type(alpha / (1.0 - alpha)), out=out)
+    np.add(out, face_distmat, out=out)
+    np.multiply(out, dtype.type(1.0 - alpha), out=out)
+    return out

@@ -1,0 +1,445 @@
+"""CMC and mAP for (clothes-changing) person re-identification, exact and block-wise.
+
+The numbers are those of Simple-CCReID's ``tools/eval_metrics.py`` (``evaluate`` for
+``mode="standard"``, ``evaluate_with_clothes`` for ``"CC"``/``"SC"``) with GEFF's addition
+in CC mode (see METHOD.md section 5):
+
+* For a query, gallery entries of the same identity are *good* or *junk*; junk entries are
+  removed from the ranking before CMC and AP are read off it.
+
+  ========  =====================================  =========================================
+  mode      good                                   junk
+  ========  =====================================  =========================================
+  standard  same pid, other camera                 same pid, same camera
+  CC        same pid, other camera, other clothes  same pid and (same camera or same clothes)
+  SC        same pid, other camera, same clothes   same pid and (same camera or other clothes)
+  ========  =====================================  =========================================
+
+* A query without any good match is skipped. In CC mode (GEFF) a query whose good matches
+  all carry camera id ``-1`` (GEFF's enriched samples) is skipped too.
+* AP = mean over the good matches i (in ranking order) of (i + 1) / (rank_i + 1), rank_i
+  the 0-based position of good match i among the non-junk entries; CMC[r] = fraction of
+  evaluated queries whose first good match is within the first r + 1 non-junk entries.
+
+Ties. The reference sorts each row with numpy's default (unstable) quicksort, so tied
+distances come out in an unspecified order. Here ties are broken by gallery index (the
+order a stable sort gives), so the same input always gives the same numbers; on inputs
+without ties both agree to rounding (1e-9). ``-0.0`` and ``0.0`` are equal, as in numpy.
+
+NaN distances are rejected (``ValueError``): the reference silently ranks them last.
+
+How it stays fast and small. Nothing here argsorts a Q x G matrix. The only gallery
+entries whose position matters are the query's own identity (good and junk); for each good
+match the number of entries before it in the row is counted with two vectorised passes
+over the row (``<`` and ``==``, the latter resolving ties by gallery index) -- or, when a
+small gallery meets many good matches, with one sort of that row and binary searches,
+whichever is cheaper -- and the junk entries before it are counted among the few
+same-identity entries. Memory is O(block rows x gallery), which is what lets
+``retrieval.py`` evaluate LaST (10k x 125k) block by block. Rows that tie throughout
+(face-only runs, queries without a face) cost one extra pass per distinct tied value.
+
+If no query is evaluated, ``cmc`` is all zeros and ``mAP`` is 0.0 (the reference's
+``evaluate_with_clothes`` does the same; its ``evaluate`` divides by zero).
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterable, Sequence
+
+import numpy as np
+
+__all__ = ["MODES", "EvalResult", "MetricAccumulator", "evaluate"]
+
+MODES: tuple[str, ...] = ("standard", "CC", "SC")
+# GEFF marks enriched samples with this camera id; in CC mode a query whose good
+# matches all have it is skipped (GEFF ReIDModules/CAL/tools/eval_metrics.py).
+ENRICHED_CAMID = -1
+
+
+@dataclass(frozen=True, eq=False)
+class EvalResult:
+    """Metrics of one evaluation mode.
+
+    ``cmc[r]`` is the fraction of evaluated queries with a good match within the first
+    ``r + 1`` non-junk gallery entries (ranks 1..G). ``first_good_rank[q]`` is the 0-based
+    rank of query q's first good match among non-junk entries, -1 if q was skipped (for
+    figures; not part of the reference output).
+    """
+
+    mode: str
+    cmc: np.ndarray
+    mAP: float
+    num_evaluated: int
+    num_skipped: int
+    first_good_rank: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def top1(self) -> float:
+        return self.top(1)
+
+    def top(self, k: int) -> float:
+        """CMC at rank k (1-based); ranks beyond the gallery size read the last value."""
+        if k < 1:
+            raise ValueError(f"rank k must be >= 1, got {k}")
+        if self.cmc.size == 0:
+            return 0.0
+        return float(self.cmc[min(k, self.cmc.size) - 1])
+
+    def as_dict(self, ranks: Sequence[int] = (1, 5, 10, 20)) -> dict[str, float | int | str]:
+        out: dict[str, float | int | str] = {"mode": self.mode}
+        out.update({f"top{k}": self.top(k) for k in ranks})
+        out.update(mAP=self.mAP, evaluated=self.num_evaluated, skipped=self.num_skipped)
+        return out
+
+
+def _codes(query_values: np.ndarray, gallery_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Joint integer codes of two label arrays (any dtype with equality and order)."""
+    joint = np.concatenate([np.asarray(query_values).ravel(), np.asarray(gallery_values).ravel()])
+    uniq, inverse = np.unique(joint, return_inverse=True)
+    inverse = inverse.astype(np.int64, copy=False)
+    n = len(np.asarray(query_values).ravel())
+    return inverse[:n], inverse[n:], len(uniq)
+
+
+def _is_enriched_camera(camids: np.ndarray) -> np.ndarray:
+    camids = np.asarray(camids)
+    if np.issubdtype(camids.dtype, np.number):
+        return camids == ENRICHED_CAMID
+    return np.zeros(camids.shape, dtype=bool)
+
+
+class MetricAccumulator:
+    """Evaluate a Q x G distance matrix given block by block (rows = queries).
+
+    >>> acc = MetricAccumulator(q_pids, g_pids, q_camids, g_camids, modes=("standard",))
+    >>> for start in range(0, Q, 256):
+    ...     acc.add_block(distmat[start:start + 256], slice(start, start + 256))
+    >>> acc.result("standard").mAP
+
+    All requested modes are computed from the same pass over each block. Blocks may come
+    in any order; each query may be added once. ``threads`` > 1 splits the counting passes
+    over rows between threads (numpy releases the GIL in them).
+    ``cc_skip_enriched_only=False`` drops GEFF's camera -1 rule (ReFace's first release,
+    which appended enriched samples to the gallery, evaluated without it).
+    """
+
+    def __init__(
+        self,
+        q_pids: np.ndarray,
+        g_pids: np.ndarray,
+        q_camids: np.ndarray,
+        g_camids: np.ndarray,
+        q_clothes_ids: np.ndarray | None = None,
+        g_clothes_ids: np.ndarray | None = None,
+        modes: Iterable[str] = ("standard",),
+        threads: int = 1,
+        cc_skip_enriched_only: bool = True,
+    ) -> None:
+        self.modes = tuple(modes)
+        self.cc_skip_enriched_only = cc_skip_enriched_only
+        self.threads = max(1, int(threads))
+        for mode in self.modes:
+            if mode not in MODES:
+                raise ValueError(f"unknown evaluation mode {mode!r}; use one of {MODES}")
+        if not self.modes:
+            raise ValueError("give at least one evaluation mode")
+        q_pids, g_pids = np.asarray(q_pids).ravel(), np.asarray(g_pids).ravel()
+        q_camids, g_camids = np.asarray(q_camids).ravel(), np.asarray(g_camids).ravel()
+        self.num_query, self.num_gallery = len(q_pids), len(g_pids)
+        _check_len("q_camids", q_camids, self.num_query)
+        _check_len("g_camids", g_camids, self.num_gallery)
+        self._q_pid, self._g_pid, n_pids = _codes(q_pids, g_pids)
+        self._q_cam, self._g_cam, _ = _codes(q_camids, g_camids)
+        self._g_enriched_cam = _is_enriched_camera(g_camids)
+        self._with_clothes = any(m != "standard" for m in self.modes)
+        if self._with_clothes:
+            if q_clothes_ids is None or g_clothes_ids is None:
+                raise ValueError(
+                    f"modes {self.modes} need clothes ids: pass q_clothes_ids and g_clothes_ids"
+                )
+            q_clothes_ids = np.asarray(q_clothes_ids).ravel()
+            g_clothes_ids = np.asarray(g_clothes_ids).ravel()
+            _check_len("q_clothes_ids", q_clothes_ids, self.num_query)
+            _check_len("g_clothes_ids", g_clothes_ids, self.num_gallery)
+            self._q_clo, self._g_clo, _ = _codes(q_clothes_ids, g_clothes_ids)
+        # Gallery grouped by identity: a query's candidates are one contiguous slice.
+        self._g_by_pid = np.argsort(self._g_pid, kind="stable")
+        counts = np.bincount(self._g_pid, minlength=n_pids)
+        self._pid_count = counts
+        self._pid_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        self._added = np.zeros(self.num_query, dtype=bool)
+        self._hist = {m: np.zeros(self.num_gallery, dtype=np.int64) for m in self.modes}
+        # per-query AP, summed once at the end so that the block size cannot change a bit
+        self._ap = {m: np.zeros(self.num_query) for m in self.modes}
+        self._n_eval = {m: 0 for m in self.modes}
+        self._n_skip = {m: 0 for m in self.modes}
+        self._first = {m: np.full(self.num_query, -1, dtype=np.int64) for m in self.modes}
+        self._pool = _thread_pool(self.threads) if self.threads > 1 else None
+
+    # ------------------------------------------------------------------ blocks
+    def add_block(
+        self,
+        dist: np.ndarray,
+        rows: slice | np.ndarray | Sequence[int],
+        exclude: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """Add the distance rows of some queries.
+
+        dist: (b, G) distances (smaller = more similar), any real dtype; not modified.
+        rows: the query indices of the b rows (a slice or an index array).
+        exclude: optional (block_row, gallery_col) pairs removed from those queries'
+            rankings, as if they were junk in every mode (e.g. a query's own enriched copy).
+        """
+        dist = np.asarray(dist)
+        if dist.ndim != 2 or dist.shape[1] != self.num_gallery:
+            raise ValueError(
+                f"distance block must have shape (rows, {self.num_gallery}), got {dist.shape}"
+            )
+        rows = np.arange(self.num_query)[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64).ravel()
+        b = dist.shape[0]
+        if len(rows) != b:
+            raise ValueError(f"{b} distance rows but {len(rows)} query indices")
+        if b == 0:
+            return
+        if rows.min() < 0 or rows.max() >= self.num_query:
+            raise ValueError(f"query indices must lie in 0..{self.num_query - 1}")
+        if self._added[rows].any() or len(np.unique(rows)) != b:
+            raise ValueError("a query was added twice to the same MetricAccumulator")
+        if not np.issubdtype(dist.dtype, np.number) or np.iscomplexobj(dist):
+            raise TypeError(f"distances must be real numbers, got dtype {dist.dtype}")
+        if self.num_gallery and np.issubdtype(dist.dtype, np.floating) and np.isnan(dist.max()):
+            r, c = np.argwhere(np.isnan(dist))[0]
+            raise ValueError(
+                f"distance matrix has NaN (query {rows[r]}, gallery {c}); NaN cannot be ranked: "
+                "check the features for NaN or the fusion inputs"
+            )
+        self._added[rows] = True
+
+        # Candidates: the gallery entries of each query's identity (+ excluded pairs).
+        q_pid = self._q_pid[rows]
+        counts = self._pid_count[q_pid]
+        n = int(counts.sum())
+        cand_row = np.repeat(np.arange(b, dtype=np.int64), counts)
+        offsets = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+        cand_col = self._g_by_pid[np.repeat(self._pid_start[q_pid], counts) + offsets]
+        excluded = np.zeros(n, dtype=bool)
+        if exclude is not None:
+            cand_row, cand_col, excluded = _merge_excluded(cand_row, cand_col, excluded, exclude, b, self.num_gallery)
+        same_pid = self._g_pid[cand_col] == q_pid[cand_row]
+        same_cam = self._g_cam[cand_col] == self._q_cam[rows][cand_row]
+        values = dist[cand_row, cand_col]
+        # Within a row, candidates in ranking order: by distance, then gallery index.
+        order = np.lexsort((cand_col, values, cand_row))
+        cand_row, cand_col, values = cand_row[order], cand_col[order], values[order]
+        same_pid, same_cam, excluded = same_pid[order], same_cam[order], excluded[order]
+        if self._with_clothes:
+            same_clo = (self._g_clo[cand_col] == self._q_clo[rows][cand_row])
+
+        good, junk = {}, {}
+        keep = same_pid & ~excluded
+        for mode in self.modes:
+            if mode == "standard":
+                good[mode] = keep & ~same_cam
+                junk[mode] = (same_pid & same_cam) | excluded
+            elif mode == "CC":
+                good[mode] = keep & ~same_cam & ~same_clo
+                junk[mode] = (same_pid & (same_cam | same_clo)) | excluded
+            else:  # SC
+                good[mode] = keep & ~same_cam & same_clo
+                junk[mode] = (same_pid & (same_cam | ~same_clo)) | excluded
+        any_good = np.zeros(len(cand_row), dtype=bool)
+        for mode in self.modes:
+            any_good |= good[mode]
+
+        # Position of every good match in its full row (all entries counted).
+        full_rank = np.full(len(cand_row), -1, dtype=np.int64)
+        idx = np.flatnonzero(any_good)
+        full_rank[idx] = self._count_before(dist, cand_row[idx], cand_col[idx], values[idx], b)
+
+        row_start = np.searchsorted(cand_row, np.arange(b))
+        for mode in self.modes:
+            self._accumulate(mode, rows, b, cand_row, cand_col, good[mode], junk[mode], full_rank, row_start)
+
+    def _count_before(
+        self, dist: np.ndarray, c_row: np.ndarray, c_col: np.ndarray, c_val: np.ndarray, b: int
+    ) -> np.ndarray:
+        """For each (row, col, value) candidate: #entries of the row before it in
+        (distance, gallery index) order. Candidates come sorted by (row, value, col)."""
+        out = np.empty(len(c_row), dtype=np.int64)
+        bounds = np.searchsorted(c_row, np.arange(b + 1))
+        busy = np.flatnonzero(bounds[1:] > bounds[:-1])
+        if self._pool is None or len(busy) < 2 * self.threads:
+            _count_rows(dist, busy, bounds, c_col, c_val, out)
+        else:  # numpy releases the GIL in these passes; rows interleaved for balance
+            jobs = [self._pool.submit(_count_rows, dist, busy[i::self.threads], bounds, c_col, c_val, out)
+                    for i in range(self.threads)]
+            for job in jobs:
+                job.result()
+        return out
+
+    def _accumulate(self, mode, rows, b, cand_row, cand_col, good, junk, full_rank, row_start) -> None:
+        # junk entries before each candidate within its row (exclusive), good ordinal
+        junk_cum = np.cumsum(junk)
+        junk_before = junk_cum - junk
+        junk_before -= np.concatenate(([0], junk_cum))[row_start][cand_row]
+        good_cum = np.cumsum(good)
+        good_ord = good_cum - 1 - np.concatenate(([0], good_cum))[row_start][cand_row]
+
+        g_row = cand_row[good]
+        rank = full_rank[good] - junk_before[good]  # rank among non-junk entries
+        ordinal = good_ord[good]
+        n_good = np.bincount(g_row, minlength=b)
+        valid = n_good > 0
+        if mode == "CC" and self.cc_skip_enriched_only:
+            real = ~self._g_enriched_cam[cand_col[good]]
+            valid &= np.bincount(g_row[real], minlength=b) > 0
+        precision = (ordinal + 1.0) / (rank + 1.0)
+        ap = np.bincount(g_row, weights=precision, minlength=b)
+        first = np.full(b, -1, dtype=np.int64)
+        is_first = ordinal == 0
+        first[g_row[is_first]] = rank[is_first]
+
+        self._ap[mode][rows] = np.where(valid, ap / np.maximum(n_good, 1), 0.0)
+        self._hist[mode] += np.bincount(first[valid], minlength=self.num_gallery)
+        self._n_eval[mode] += int(valid.sum())
+        self._n_skip[mode] += int(b - valid.sum())
+        self._first[mode][rows] = np.where(valid, first, -1)
+
+    # ----------------------------------------------------------------- results
+    @property
+    def complete(self) -> bool:
+        """True once every query has been added."""
+        return bool(self._added.all())
+
+    def result(self, mode: str | None = None) -> EvalResult:
+        mode = self.modes[0] if mode is None else mode
+        if mode not in self.modes:
+            raise ValueError(f"mode {mode!r} was not requested (modes: {self.modes})")
+        n = self._n_eval[mode]
+        if n:
+            cmc = np.cumsum(self._hist[mode]) / n
+            m_ap = float(np.sum(self._ap[mode])) / n
+        else:
+            cmc = np.zeros(self.num_gallery)
+            m_ap = 0.0
+        return EvalResult(mode, cmc, float(m_ap), n, self._n_skip[mode], self._first[mode].copy())
+
+    def results(self) -> dict[str, EvalResult]:
+        return {m: self.result(m) for m in self.modes}
+
+
+@lru_cache(maxsize=None)
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="reface-metrics")
+
+
+# Rough per-row costs on one core (measured: 2 cores, AVX-512): a counting pass per
+# distinct good value (two passes + ~2.5 us of call overhead), or one sort of the row.
+_PASS_NS_PER_ENTRY, _CALL_NS, _SORT_NS_PER_ENTRY = 0.2, 2500.0, 25.0
+
+
+def _count_rows(dist, rows, bounds, c_col, c_val, out) -> None:
+    """_count_before's work for some rows (writes disjoint slices of ``out``).
+
+    Per row, either count entries below / equal to each distinct good value with two
+    vectorised passes, or sort the row once and binary-search the values, whichever the
+    cost estimate prefers (large galleries: passes; small galleries with many good matches
+    per query: sort). Both give the same exact counts.
+    """
+    width = dist.shape[1]
+    mask = np.empty(width, dtype=bool)
+    pass_cost = _CALL_NS + width * _PASS_NS_PER_ENTRY
+    sort_cost = width * _SORT_NS_PER_ENTRY
+    for r in rows:
+        start, stop = bounds[r], bounds[r + 1]
+        row = dist[r]
+        vals = c_val[start:stop]
+        # runs of equal values share their counts (whole rows tie for no-face queries)
+        run_starts = np.flatnonzero(np.concatenate(([True], vals[1:] != vals[:-1])))
+        run_stops = np.append(run_starts[1:], len(vals))
+        if len(run_starts) * pass_cost > sort_cost:
+            ordered = np.sort(row)
+            run_vals = vals[run_starts]
+            below_all = np.searchsorted(ordered, run_vals, side="left")
+            ties_all = np.searchsorted(ordered, run_vals, side="right") - below_all
+        else:
+            below_all = ties_all = None
+        for i, (s, e) in enumerate(zip(run_starts, run_stops)):
+            v = vals[s]
+            if below_all is None:
+                below = np.count_nonzero(np.less(row, v, out=mask))
+                ties = np.count_nonzero(np.equal(row, v, out=mask))
+            else:
+                below, ties = below_all[i], ties_all[i]
+            if ties == 1:
+                out[start + s] = below
+            else:  # break ties by gallery index
+                if below_all is not None:
+                    np.equal(row, v, out=mask)
+                tied_cols = np.flatnonzero(mask)
+                out[start + s:start + e] = below + np.searchsorted(tied_cols, c_col[start + s:start + e])
+
+
+def _check_len(name: str, arr: np.ndarray, n: int) -> None:
+    if len(arr) != n:
+        raise ValueError(f"{name} has {len(arr)} entries, expected {n}")
+
+
+def _merge_excluded(cand_row, cand_col, excluded, exclude, b, num_gallery):
+    """Add (row, col) pairs to drop; a pair already among the candidates is flagged."""
+    ex_row = np.asarray(exclude[0], dtype=np.int64).ravel()
+    ex_col = np.asarray(exclude[1], dtype=np.int64).ravel()
+    if ex_row.shape != ex_col.shape:
+        raise ValueError("exclude must be two index arrays of equal length (rows, cols)")
+    if len(ex_row) == 0:
+        return cand_row, cand_col, excluded
+    if ex_row.min() < 0 or ex_row.max() >= b or ex_col.min() < 0 or ex_col.max() >= num_gallery:
+        raise ValueError("exclude pairs must index the block (row < rows, col < gallery size)")
+    key = cand_row * num_gallery + cand_col
+    ex_key = np.unique(ex_row * num_gallery + ex_col)
+    hit = np.isin(key, ex_key)
+    excluded = excluded | hit
+    extra = ex_key[~np.isin(ex_key, key)]
+    return (
+        np.concatenate([cand_row, extra // num_gallery]),
+        np.concatenate([cand_col, extra % num_gallery]),
+        np.concatenate([excluded, np.ones(len(extra), dtype=bool)]),
+    )
+
+
+def evaluate(
+    distmat: np.ndarray,
+    q_pids: np.ndarray,
+    g_pids: np.ndarray,
+    q_camids: np.ndarray,
+    g_camids: np.ndarray,
+    q_clothes_ids: np.ndarray | None = None,
+    g_clothes_ids: np.ndarray | None = None,
+    mode: str = "standard",
+    *,
+    block_size: int = 512,
+    threads: int = 1,
+    cc_skip_enriched_only: bool = True,
+) -> EvalResult:
+    """CMC and mAP of a full (Q, G) distance matrix (smaller = more similar).
+
+    ``mode="standard"`` reproduces Simple-CCReID ``evaluate``; ``"CC"`` and ``"SC"``
+    reproduce ``evaluate_with_clothes`` (CC with GEFF's camera -1 rule). See the module
+    docstring for ties (broken by gallery index) and NaN (rejected).
+    """
+    distmat = np.asarray(distmat)
+    if distmat.ndim != 2:
+        raise ValueError(f"distmat must be 2-D (queries x gallery), got shape {distmat.shape}")
+    acc = MetricAccumulator(q_pids, g_pids, q_camids, g_camids, q_clothes_ids, g_clothes_ids, modes=(mode,),
+                            threads=threads, cc_skip_enriched_only=cc_skip_enriched_only)
+    if distmat.shape != (acc.num_query, acc.num_gallery):
+        raise ValueError(
+            f"distmat has shape {distmat.shape}, but there are {acc.num_query} query and "
+            f"{acc.num_gallery} gallery labels"
+        )
+    for start in range(0, acc.num_query, block_size):
+        stop = min(start + block_size, acc.num_query)
+        acc.add_block(distmat[start:stop], slice(start, stop))
+    return acc.result(mode)

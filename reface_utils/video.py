@@ -1,0 +1,349 @@
+"""Per-tracklet identification for video data (CCVID, 42Street), METHOD.md section 5.
+
+For a query tracklet and each gallery identity, the score is the mean over the tracklet's
+frames of the frame's best similarity to that identity's gallery frames (GEFF
+``Scripts/inference.py``: ``find_best_match`` + ``get_score_all_ids_full_gallery``). ReID
+and face scores are fused with alpha, and the predicted identity is the arg-max.
+
+Conventions and where they differ from the reference:
+
+* Exclusions: gallery frames from the query frame's camera (and, with
+  ``exclude_same_clothes``, of its clothes) cannot match it. The reference sets them to
+  -inf and then calls ``np.nan_to_num``, which turns -inf into -3.4e38, so an identity
+  whose frames are all excluded gets a huge negative score (or -inf once the float32 mean
+  overflows). Here it is -inf: the same ranking, without the arithmetic accident (with
+  alpha = 1 the reference even forms 0 * -inf = NaN for such an identity).
+* The reference's face path for CCVID takes the camera and clothes of the *first query
+  frame of the whole query set* for every tracklet (``ccvid_face_inference`` passes
+  ``face_model.q_camids``, not the tracklet's); the ReID path uses the tracklet's own.
+  Both paths here use each frame's own camera/clothes (a tracklet has one camera).
+* Faces: frames without a face have zero embeddings, so their similarities are 0 (the
+  reference gets 0 too, via NaN rows and ``nan_to_num``). Use
+  ``fusion.zero_faceless_rows(embedding, has_face)`` for the face features.
+* Ties between identities go to the smallest identity (the reference's ``max`` over a
+  dict built from ``set(g_pids)``, which iterates small integers in increasing order).
+
+Enrichment for video (GEFF ``gallery_builder_CCVID``/``_42Street``): query frames given a
+label by the face match are appended to the gallery as frames of that identity, with a
+camera and clothes of their own (never excluded). CCVID first smooths the labels per
+tracklet by majority vote (``majority_vote``), so every frame of a voted tracklet is
+added. ``exclude_self=True`` keeps a tracklet from matching its own appended frames.
+
+Evaluation (GEFF ``evaluate.py``): CCVID, accuracy over tracklets; 42Street, tracklets
+with fewer than 10 frames are skipped and the "unknown" identity (12) is not scored;
+accuracy per tracklet and per image (tracklets weighted by their frames).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+__all__ = [
+    "TrackScores",
+    "EnrichedFrames",
+    "VideoResult",
+    "track_identity_scores",
+    "fuse_track_scores",
+    "evaluate_tracks",
+    "majority_vote",
+    "frame_labels_from_table",
+    "enriched_frames",
+    "STREET42_MIN_FRAMES",
+    "STREET42_UNKNOWN_PID",
+]
+
+STREET42_MIN_FRAMES = 10  # GEFF evaluate.py TRACK_MIN_IMGS
+STREET42_UNKNOWN_PID = 12  # GEFF evaluate.py: label 12 is "unknown person", not scored
+
+
+@dataclass(eq=False)
+class TrackScores:
+    """scores[t, p]: mean over tracklet t's frames of the best similarity to identity p.
+
+    tracks (T,) sorted track ids; pids (P,) sorted identities; num_frames (T,);
+    track_pids (T,) the tracklets' true identities (None if not given).
+    """
+
+    tracks: np.ndarray
+    pids: np.ndarray
+    scores: np.ndarray
+    num_frames: np.ndarray
+    track_pids: np.ndarray | None = None
+
+    def predicted(self) -> np.ndarray:
+        """(T,) arg-max identity per tracklet (ties: the smallest identity)."""
+        if self.scores.shape[1] == 0:
+            raise ValueError("no gallery identities to predict from")
+        return self.pids[np.argmax(self.scores, axis=1)]
+
+    def to_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.scores, index=pd.Index(self.tracks, name="track"), columns=self.pids)
+        frame.columns.name = "pid"
+        return frame
+
+
+@dataclass(eq=False)
+class EnrichedFrames:
+    """Query frames appended to the gallery: ``frame_index`` into the query frames, the
+    identity each was given, and the tracklet it comes from (for ``exclude_self``)."""
+
+    frame_index: np.ndarray
+    pids: np.ndarray
+    source_track: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.frame_index = np.asarray(self.frame_index, dtype=np.int64).ravel()
+        self.pids = np.asarray(self.pids).ravel()
+        self.source_track = np.asarray(self.source_track).ravel()
+        if not len(self.frame_index) == len(self.pids) == len(self.source_track):
+            raise ValueError("frame_index, pids and source_track must have one entry per enriched frame")
+
+    def __len__(self) -> int:
+        return len(self.frame_index)
+
+
+def _codes(*arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Joint integer codes of several label arrays."""
+    sizes = [len(a) for a in arrays]
+    uniq, inverse = np.unique(np.concatenate([np.asarray(a).ravel() for a in arrays]), return_inverse=True)
+    return uniq, np.split(inverse.astype(np.int64), np.cumsum(sizes)[:-1])
+
+
+def track_identity_scores(
+    query: np.ndarray,
+    query_tracks: np.ndarray,
+    gallery: np.ndarray,
+    gallery_pids: np.ndarray,
+    *,
+    query_pids: np.ndarray | None = None,
+    query_camids: np.ndarray | None = None,
+    gallery_camids: np.ndarray | None = None,
+    query_clothes_ids: np.ndarray | None = None,
+    gallery_clothes_ids: np.ndarray | None = None,
+    exclude_same_clothes: bool = False,
+    enriched: EnrichedFrames | None = None,
+    exclude_self: bool = False,
+    block_size: int | None = None,
+    progress: bool = True,
+) -> TrackScores:
+    """Per-tracklet identity scores from frame features (ReID, or face with zero rows
+    where no face), block-wise over query frames.
+
+    query: (Nq, D) L2-normalised frame features; query_tracks: (Nq,) tracklet id per frame.
+    gallery: (Ng, D) features of the gallery frames; gallery_pids: (Ng,).
+    query_camids / gallery_camids: exclude same-camera frames when both are given
+    (42Street has no cameras: leave them None).
+    exclude_same_clothes: the reference's ``--CC`` flag (needs clothes ids).
+    enriched: query frames appended to the gallery (see ``enriched_frames``).
+    """
+    query = np.ascontiguousarray(query, dtype=np.float32)
+    gallery = np.ascontiguousarray(gallery, dtype=np.float32)
+    n_q, n_g = len(query), len(gallery)
+    query_tracks = np.asarray(query_tracks).ravel()
+    gallery_pids = np.asarray(gallery_pids).ravel()
+    if query.ndim != 2 or gallery.ndim != 2 or query.shape[1] != gallery.shape[1]:
+        raise ValueError(f"query {query.shape} and gallery {gallery.shape} must be 2-D with the same dimension")
+    if len(query_tracks) != n_q or len(gallery_pids) != n_g:
+        raise ValueError("query_tracks must have one entry per query frame and gallery_pids one per gallery frame")
+    use_cams = query_camids is not None and gallery_camids is not None
+    if exclude_same_clothes and (query_clothes_ids is None or gallery_clothes_ids is None):
+        raise ValueError("exclude_same_clothes needs query_clothes_ids and gallery_clothes_ids")
+    n_e = len(enriched) if enriched is not None else 0
+    if n_e and (enriched.frame_index.min() < 0 or enriched.frame_index.max() >= n_q):
+        raise ValueError(f"enriched.frame_index must lie in 0..{n_q - 1}")
+
+    tracks, (q_track, e_track) = _codes(query_tracks, enriched.source_track if n_e else np.empty(0, query_tracks.dtype))
+    pids, (g_pid, e_pid) = _codes(gallery_pids, enriched.pids if n_e else np.empty(0, gallery_pids.dtype))
+    # Group the gallery columns by (identity, camera, clothes, source tracklet): the best
+    # similarity per group is one reduceat, and exclusions act on groups, not columns.
+    zeros_g, minus_e = np.zeros(n_g, np.int64), np.full(n_e, -1, np.int64)
+    if use_cams:
+        _, (q_cam, g_cam) = _codes(np.asarray(query_camids).ravel(), np.asarray(gallery_camids).ravel())
+    else:
+        q_cam, g_cam = np.zeros(n_q, np.int64), zeros_g
+    if exclude_same_clothes:
+        _, (q_clo, g_clo) = _codes(np.asarray(query_clothes_ids).ravel(), np.asarray(gallery_clothes_ids).ravel())
+    else:
+        q_clo, g_clo = np.zeros(n_q, np.int64), zeros_g
+    keys = np.stack([
+        np.concatenate([g_pid, e_pid]),
+        np.concatenate([g_cam, minus_e]),   # appended frames: a camera nobody has
+        np.concatenate([g_clo, minus_e]),   # ... and clothes of their own
+        np.concatenate([np.full(n_g, -1, np.int64), e_track if exclude_self else minus_e]),
+    ], axis=1)
+    groups, col_group = np.unique(keys, axis=0, return_inverse=True)
+    col_order = np.argsort(col_group.ravel(), kind="stable")
+    group_starts = np.searchsorted(col_group.ravel()[col_order], np.arange(len(groups)))
+    pid_starts = np.flatnonzero(np.concatenate(([True], groups[1:, 0] != groups[:-1, 0])))
+    g_cam_of, g_clo_of, g_src_of = groups[:, 1], groups[:, 2], groups[:, 3]
+
+    width = n_g + n_e
+    if block_size is None:
+        block_size = int(np.clip((64 << 20) // (4 * max(width, 1)), 8, 1024))
+    frame_order = np.argsort(q_track, kind="stable")
+    sums = np.zeros((len(tracks), len(pids)))
+    sims = np.empty((block_size, width), np.float32)
+    grouped = np.empty((block_size, width), np.float32)
+    enriched_feats = query[enriched.frame_index] if n_e else None
+    for start in tqdm(range(0, n_q, block_size), desc="tracklet scores", unit="block", disable=not progress):
+        idx = frame_order[start:start + block_size]
+        nb = len(idx)
+        block = query[idx]
+        np.matmul(block, gallery.T, out=sims[:nb, :n_g])
+        if n_e:
+            np.matmul(block, enriched_feats.T, out=sims[:nb, n_g:])
+        np.take(sims[:nb], col_order, axis=1, out=grouped[:nb])
+        best = np.maximum.reduceat(grouped[:nb], group_starts, axis=1)
+        excluded = np.zeros(best.shape, dtype=bool)
+        if use_cams:
+            excluded |= g_cam_of[None, :] == q_cam[idx][:, None]
+        if exclude_same_clothes:
+            excluded |= g_clo_of[None, :] == q_clo[idx][:, None]
+        if exclude_self and n_e:
+            excluded |= g_src_of[None, :] == q_track[idx][:, None]
+        best[excluded] = -np.inf
+        per_pid = np.maximum.reduceat(best, pid_starts, axis=1).astype(np.float64)
+        seg = np.flatnonzero(np.concatenate(([True], q_track[idx][1:] != q_track[idx][:-1])))
+        sums[q_track[idx][seg]] += np.add.reduceat(per_pid, seg, axis=0)
+    num_frames = np.bincount(q_track, minlength=len(tracks))
+    with np.errstate(invalid="ignore"):
+        scores = sums / np.maximum(num_frames, 1)[:, None]
+    track_pids = None
+    if query_pids is not None:
+        query_pids = np.asarray(query_pids).ravel()
+        if len(query_pids) != n_q:
+            raise ValueError("query_pids must have one entry per query frame")
+        track_pids = _one_label_per_track(q_track, query_pids, len(tracks), tracks)
+    return TrackScores(tracks, pids, scores, num_frames, track_pids)
+
+
+def _one_label_per_track(track_code: np.ndarray, labels: np.ndarray, n_tracks: int, tracks: np.ndarray) -> np.ndarray:
+    _, first = np.unique(track_code, return_index=True)  # codes are 0..n_tracks-1, all present
+    out = labels[first]
+    if np.any(labels != out[track_code]):
+        bad = tracks[np.unique(track_code[labels != out[track_code]])[:5]]
+        raise ValueError(f"frames of one tracklet carry different identities (tracklets {list(bad)})")
+    return out
+
+
+def fuse_track_scores(reid: TrackScores, face: TrackScores, alpha: float) -> TrackScores:
+    """alpha * reid + (1 - alpha) * face per (tracklet, identity); alpha 1 / 0 give the
+    ReID / face scores exactly (no 0 * -inf)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
+    if not (np.array_equal(reid.tracks, face.tracks) and np.array_equal(reid.pids, face.pids)):
+        raise ValueError("ReID and face scores must cover the same tracklets and identities")
+    if alpha == 1.0:
+        scores = reid.scores.copy()
+    elif alpha == 0.0:
+        scores = face.scores.copy()
+    else:
+        scores = alpha * reid.scores + (1.0 - alpha) * face.scores
+    return TrackScores(reid.tracks, reid.pids, scores, reid.num_frames, reid.track_pids)
+
+
+@dataclass(frozen=True, eq=False)
+class VideoResult:
+    """Tracklet accuracy (and image accuracy: tracklets weighted by their frames) over the
+    scored tracklets; ``per_track`` has one row per tracklet with its status."""
+
+    track_accuracy: float
+    image_accuracy: float
+    num_scored: int
+    num_correct: int
+    num_unknown: int
+    num_too_short: int
+    per_track: pd.DataFrame
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {"track_accuracy": self.track_accuracy, "image_accuracy": self.image_accuracy,
+                "scored": self.num_scored, "correct": self.num_correct,
+                "unknown": self.num_unknown, "too_short": self.num_too_short}
+
+
+def evaluate_tracks(scores: TrackScores, *, min_frames: int = 0, unknown_pid=None) -> VideoResult:
+    """Accuracy of the arg-max identity. CCVID: defaults. 42Street:
+    ``min_frames=STREET42_MIN_FRAMES, unknown_pid=STREET42_UNKNOWN_PID``.
+
+    Tracklets shorter than ``min_frames`` are skipped first; then tracklets of the
+    unknown identity are counted but not scored. No scored tracklet -> accuracies NaN.
+    """
+    if scores.track_pids is None:
+        raise ValueError("the tracklets' true identities are unknown: pass query_pids to track_identity_scores")
+    predicted = scores.predicted()
+    short = scores.num_frames < min_frames
+    unknown = ~short & (scores.track_pids == unknown_pid) if unknown_pid is not None else np.zeros_like(short)
+    scored = ~short & ~unknown
+    correct = scored & (predicted == scores.track_pids)
+    status = np.where(short, "too short", np.where(unknown, "unknown", np.where(correct, "correct", "wrong")))
+    per_track = pd.DataFrame({"track": scores.tracks, "pid": scores.track_pids, "predicted": predicted,
+                              "num_frames": scores.num_frames, "status": status})
+    n_scored, n_correct = int(scored.sum()), int(correct.sum())
+    frames_scored = int(scores.num_frames[scored].sum())
+    return VideoResult(
+        track_accuracy=n_correct / n_scored if n_scored else float("nan"),
+        image_accuracy=int(scores.num_frames[correct].sum()) / frames_scored if frames_scored else float("nan"),
+        num_scored=n_scored,
+        num_correct=n_correct,
+        num_unknown=int(unknown.sum()),
+        num_too_short=int(short.sum()),
+        per_track=per_track,
+    )
+
+
+def frame_labels_from_table(table: pd.DataFrame, num_frames: int, *, undetected=-1) -> np.ndarray:
+    """Per query frame, the identity the enrichment gave it (``enrich_gallery``'s table:
+    ``query_index``, ``pid``), ``undetected`` for frames it left out."""
+    labels = np.full(num_frames, undetected, dtype=np.result_type(table["pid"].to_numpy(), np.asarray(undetected)))
+    labels[table["query_index"].to_numpy(dtype=np.int64)] = table["pid"].to_numpy()
+    return labels
+
+
+def majority_vote(track_ids: np.ndarray, frame_labels: np.ndarray, *, undetected=-1) -> pd.DataFrame:
+    """One label per tracklet: the most frequent frame label, frames labelled
+    ``undetected`` not voting (GEFF ``predict_labels_with_majority_vote``).
+
+    Ties go to the label voted first in frame order (the reference's dict insertion
+    order; it lists a CCVID tracklet's frames in reverse-sorted file order). A tracklet
+    without votes gets ``undetected``. Returns columns ``track``, ``label``, ``votes``.
+    """
+    track_ids, frame_labels = np.asarray(track_ids).ravel(), np.asarray(frame_labels).ravel()
+    if len(track_ids) != len(frame_labels):
+        raise ValueError("track_ids and frame_labels must have one entry per frame")
+    tracks, track_code = np.unique(track_ids, return_inverse=True)
+    voting = np.flatnonzero(frame_labels != undetected)
+    labels = np.full(len(tracks), undetected, dtype=np.result_type(frame_labels, np.asarray(undetected)))
+    votes = np.zeros(len(tracks), np.int64)
+    if len(voting):
+        pair_labels, label_code = np.unique(frame_labels[voting], return_inverse=True)
+        pair = track_code[voting] * len(pair_labels) + label_code
+        uniq_pair, first_pos, counts = np.unique(pair, return_index=True, return_counts=True)
+        p_track, p_label = uniq_pair // len(pair_labels), uniq_pair % len(pair_labels)
+        # per tracklet: most votes first, then earliest first vote
+        order = np.lexsort((first_pos, -counts, p_track))
+        take = order[np.concatenate(([True], p_track[order][1:] != p_track[order][:-1]))]
+        labels[p_track[take]] = pair_labels[p_label[take]]
+        votes[p_track[take]] = counts[take]
+    return pd.DataFrame({"track": tracks, "label": labels, "votes": votes})
+
+
+def enriched_frames(
+    track_ids: np.ndarray, frame_labels: np.ndarray, *, undetected=-1, vote: bool = True
+) -> EnrichedFrames:
+    """The query frames to append to the gallery and their identities.
+
+    vote=True (CCVID): every frame of a tracklet gets the tracklet's majority label, and
+    all frames of tracklets with a label are appended. vote=False (42Street): frames are
+    appended with their own label.
+    """
+    track_ids, frame_labels = np.asarray(track_ids).ravel(), np.asarray(frame_labels).ravel()
+    if vote:
+        per_track = majority_vote(track_ids, frame_labels, undetected=undetected)
+        _, code = np.unique(track_ids, return_inverse=True)
+        frame_labels = per_track["label"].to_numpy()[code]
+    keep = np.flatnonzero(frame_labels != undetected)
+    return EnrichedFrames(keep, frame_labels[keep], track_ids[keep])

@@ -1,0 +1,198 @@
+"""retrieval.run_retrieval: block-wise == full-matrix, and == a reference-style pipeline
+built the way GEFF's inference.py builds it (full matrices, loops)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reface_utils.fusion import apply_enrichment, face_distance, fuse, reid_distance
+from reface_utils.metrics import evaluate
+from reface_utils.retrieval import (
+    EnrichedGallery,
+    FeatureSet,
+    RetrievalConfig,
+    default_configs,
+    run_retrieval,
+    top_k,
+)
+
+MODES = ("standard", "CC", "SC")
+
+
+def _normalise(x):
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    norm[norm == 0] = 1
+    return (x / norm).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """A small clothes-changing set: identity + clothes drive ReID, identity drives faces."""
+    rng = np.random.default_rng(7)
+    n_q, n_g, dim, fdim, n_pid = 90, 260, 48, 16, 15
+    q_pid, g_pid = rng.integers(0, n_pid, n_q), rng.integers(0, n_pid, n_g)
+    q_cam, g_cam = rng.integers(0, 4, n_q), rng.integers(0, 4, n_g)
+    q_clo, g_clo = rng.integers(0, 2, n_q), rng.integers(0, 2, n_g)
+    ident, clothes = rng.standard_normal((n_pid, dim)), rng.standard_normal((n_pid, 2, dim))
+    q_reid = _normalise(ident[q_pid] + clothes[q_pid, q_clo] + rng.standard_normal((n_q, dim)))
+    g_reid = _normalise(ident[g_pid] + clothes[g_pid, g_clo] + rng.standard_normal((n_g, dim)))
+    faces = rng.standard_normal((n_pid, fdim))
+    q_has, g_has = rng.random(n_q) < 0.6, rng.random(n_g) < 0.5
+    q_face = _normalise(faces[q_pid] + 0.7 * rng.standard_normal((n_q, fdim))) * q_has[:, None]
+    g_face = _normalise(faces[g_pid] + 0.7 * rng.standard_normal((n_g, fdim))) * g_has[:, None]
+    query = FeatureSet(q_reid, q_pid, q_cam, q_clo, q_face, q_has)
+    gallery = FeatureSet(g_reid, g_pid, g_cam, g_clo, g_face, g_has)
+    # enrichment as enrich.py does it: best face match in another camera
+    sims = q_face @ g_face.T
+    sims[q_cam[:, None] == g_cam[None, :]] = -np.inf
+    sims[:, ~g_has] = -np.inf
+    with_face = np.flatnonzero(q_has)
+    best = np.argmax(sims[with_face], axis=1)
+    table = pd.DataFrame({"query_index": with_face, "gallery_index": best, "pid": g_pid[best]})
+    return query, gallery, table
+
+
+CONFIGS = default_configs(0.75) + [
+    RetrievalConfig("reid+min", 1.0, "min"),
+    RetrievalConfig("reid+min own left out", 1.0, "min", exclude_self=True),
+    RetrievalConfig("face+min", 0.0, "min"),
+    RetrievalConfig("fused+append", 0.75, "append"),
+    RetrievalConfig("face+append", 0.0, "append"),
+    RetrievalConfig("fused+append, no CC camera rule", 0.75, "append", cc_skip_enriched_only=False),
+]
+
+
+def _full_distances(config, query, gallery, enriched):
+    """The full-matrix computation with the same fusion functions."""
+    reid = reid_distance(query.reid, gallery.reid)
+    face = face_distance(query.face, gallery.face, query.has_face, gallery.has_face, query.camids, gallery.camids)
+    enriched_reid = reid_distance(query.reid, enriched.reid)
+    labels = (gallery.pids, gallery.camids, gallery.clothes_ids)
+    if config.enrichment == "append":
+        enriched_face = face_distance(query.face, enriched.face, query.has_face, enriched.has_face)
+        dist = fuse(np.hstack([reid, enriched_reid]), np.hstack([face, enriched_face]), config.alpha)
+        n = len(enriched)
+        labels = (np.concatenate([gallery.pids, enriched.pids]), np.concatenate([gallery.camids, -np.ones(n, int)]),
+                  np.concatenate([gallery.clothes_ids, np.full(n, -1)]))
+        return dist, labels
+    if config.enrichment == "min":
+        reid = apply_enrichment(reid, enriched_reid, enriched.gallery_index, query_indices=np.arange(len(query)),
+                                enriched_query_indices=enriched.source_query, exclude_self=config.exclude_self)
+    return fuse(reid, face, config.alpha), labels
+
+
+@pytest.mark.parametrize("block_size", [1, 13, 500])
+def test_blockwise_equals_full_matrix(data, block_size):
+    query, gallery, table = data
+    enriched = EnrichedGallery.from_table(table, query, gallery)
+    res = run_retrieval(query, gallery, CONFIGS, modes=MODES, enriched=enriched, block_size=block_size,
+                        topk=5, threads=2, progress=False)
+    assert len(res.table) == len(CONFIGS) * len(MODES)
+    for config in CONFIGS:
+        dist, (g_pids, g_cams, g_clothes) = _full_distances(config, query, gallery, enriched)
+        for mode in MODES:
+            full = evaluate(dist, query.pids, g_pids, query.camids, g_cams, query.clothes_ids, g_clothes, mode=mode,
+                            cc_skip_enriched_only=config.cc_skip_enriched_only)
+            got = res.results[(config.name, mode)]
+            np.testing.assert_array_equal(got.cmc, full.cmc)
+            assert got.mAP == full.mAP and got.num_evaluated == full.num_evaluated
+        np.testing.assert_array_equal(res.topk[config.name], np.argsort(dist, axis=1, kind="stable")[:, :5])
+
+
+def test_matches_reference_style_pipeline(data):
+    """GEFF inference.py, written as it does it: float32 -cos, the enriched min applied with
+    loops, the face similarity matrix initialised to -1 and filled per query (float64),
+    fused in float64 and evaluated (the evaluation itself is checked in test_metrics)."""
+    query, gallery, table = data
+    alpha = 0.75
+    reid = -(query.reid @ gallery.reid.T)
+    enriched_reid = -(query.reid @ query.reid[table.query_index].T)
+    for q in range(len(query)):
+        for e, g in enumerate(table.gallery_index):
+            if enriched_reid[q, e] < reid[q, g]:
+                reid[q, g] = enriched_reid[q, e]
+    sims = -np.ones((len(query), len(gallery)))
+    for q in range(len(query)):
+        if not query.has_face[q]:
+            continue
+        row = gallery.face @ query.face[q]  # gallery without face: zero vector -> 0
+        row[gallery.camids == query.camids[q]] = -np.inf
+        sims[q] = row
+    ref_dist = alpha * reid + (1 - alpha) * (1 - sims)
+    enriched = EnrichedGallery.from_table(table, query, gallery)
+    res = run_retrieval(query, gallery, [RetrievalConfig("geff", alpha, "min")], modes=MODES, enriched=enriched,
+                        progress=False)
+    for mode in MODES:
+        ref = evaluate(ref_dist, query.pids, gallery.pids, query.camids, gallery.camids,
+                       query.clothes_ids, gallery.clothes_ids, mode=mode)
+        got = res.results[("geff", mode)]
+        assert got.num_evaluated == ref.num_evaluated
+        np.testing.assert_allclose(got.cmc, ref.cmc, atol=1e-9)
+        assert abs(got.mAP - ref.mAP) < 1e-9
+
+
+def test_append_exclude_self_removes_the_own_copy(data):
+    query, gallery, table = data
+    enriched = EnrichedGallery.from_table(table, query, gallery)
+    config = RetrievalConfig("append, own copy out", 0.75, "append", exclude_self=True)
+    got = run_retrieval(query, gallery, [config], enriched=enriched, block_size=32, progress=False).results[
+        (config.name, "standard")]
+    dist, (g_pids, g_cams, _) = _full_distances(config, query, gallery, enriched)
+    aps, firsts = [], []
+    for q in range(len(query)):
+        keep = np.ones(dist.shape[1], bool)
+        keep[len(gallery) + np.flatnonzero(enriched.source_query == q)] = False
+        r = evaluate(dist[q:q + 1, keep], query.pids[q:q + 1], g_pids[keep], query.camids[q:q + 1], g_cams[keep])
+        aps += [r.mAP] if r.num_evaluated else []
+        firsts.append(r.first_good_rank[0])
+    assert got.num_evaluated == len(aps)
+    assert got.mAP == pytest.approx(np.mean(aps), abs=1e-12)
+    np.testing.assert_array_equal(got.first_good_rank, firsts)
+
+
+def test_own_copy_is_what_makes_enriched_queries_rank_first(data):
+    """With min-enrichment and alpha = 1, an enriched query's own copy sits at distance -1
+    on its face match; leaving it out must change those queries' first rank only."""
+    query, gallery, table = data
+    enriched = EnrichedGallery.from_table(table, query, gallery)
+    configs = [RetrievalConfig("with", 1.0, "min"), RetrievalConfig("without", 1.0, "min", exclude_self=True)]
+    res = run_retrieval(query, gallery, configs, enriched=enriched, topk=1, progress=False)
+    top_with = res.topk["with"][:, 0]
+    enriched_queries = table.query_index.to_numpy()
+    np.testing.assert_array_equal(top_with[enriched_queries], table.gallery_index.to_numpy())
+    assert res.results[("with", "standard")].mAP != res.results[("without", "standard")].mAP
+
+
+def test_from_table_offsets_for_two_query_sets(data):
+    query, gallery, table = data
+    # evaluate the second half of the queries: samples made from the first half map to -1
+    enriched = EnrichedGallery.from_table(table, query, gallery, query_offset=45, num_queries=45)
+    q_idx = table.query_index.to_numpy()
+    np.testing.assert_array_equal(enriched.source_query, np.where(q_idx >= 45, q_idx - 45, -1))
+    np.testing.assert_array_equal(enriched.reid, query.reid[q_idx])
+    np.testing.assert_array_equal(enriched.pids, table.pid.to_numpy())
+
+
+def test_clear_errors(data):
+    query, gallery, table = data
+    no_face = FeatureSet(query.reid, query.pids, query.camids)
+    with pytest.raises(ValueError, match="face embeddings"):
+        run_retrieval(no_face, gallery, [RetrievalConfig("fused", 0.5)], progress=False)
+    with pytest.raises(ValueError, match="clothes ids"):
+        run_retrieval(no_face, gallery, [RetrievalConfig("reid")], modes=("CC",), progress=False)
+    with pytest.raises(ValueError, match="enriched="):
+        run_retrieval(query, gallery, [RetrievalConfig("e", 1.0, "min")], progress=False)
+    with pytest.raises(ValueError, match="exclude_self"):
+        RetrievalConfig("x", 1.0, exclude_self=True)
+    with pytest.raises(ValueError, match="pids has 3 entries for 90 images"):
+        FeatureSet(query.reid, query.pids[:3], query.camids)
+
+
+def test_top_k_with_ties_and_wide_rows():
+    rng = np.random.default_rng(2)
+    dist = np.round(rng.standard_normal((6, 5000)), 1).astype(np.float32)
+    dist[0] = 2.0  # a whole row tied
+    dist[1, ::7] = -np.inf
+    for k in (1, 10, 20):
+        np.testing.assert_array_equal(top_k(dist, k), np.argsort(dist, axis=1, kind="stable")[:, :k])

@@ -60,11 +60,12 @@ from reface_utils import pipeline
 from reface_utils.datasets import load_dataset
 
 pd.set_option("display.width", 160)
-settings = pipeline.settings_for(
+parameters = dict(
     dataset=dataset, data_root=data_root, reid_model=reid_model, reid_checkpoint=reid_checkpoint,
     face_model=face_model, alpha=alpha, det_threshold=det_threshold, sim_threshold=sim_threshold,
     rank_diff=rank_diff, clothes_changing=clothes_changing, enrichment=enrichment, device=device,
     batch_size=batch_size, results_root=results_root)
+settings = pipeline.settings_for(**parameters)  # checks every value
 out_dir = settings.results_dir
 ds = load_dataset(settings.dataset, settings.data_root)
 print(ds)'''
@@ -112,11 +113,12 @@ folder, and the table says what is missing and where to get it.
 
 from reface_utils import pipeline
 
-settings = pipeline.settings_for(
+parameters = dict(
     dataset=dataset, data_root=data_root, reid_model=reid_model, reid_checkpoint=reid_checkpoint,
     face_model=face_model, alpha=alpha, det_threshold=det_threshold, sim_threshold=sim_threshold,
     rank_diff=rank_diff, clothes_changing=clothes_changing, enrichment=enrichment, device=device,
-    batch_size=batch_size, results_root=results_root)'''),
+    batch_size=batch_size, results_root=results_root)
+settings = pipeline.settings_for(**parameters)  # checks every value'''),
     md("Each requirement, its state, and where it is (or how to get it):"),
     code(CHECK + '''requirements = pipeline.check_requirements(settings, download=True)
 print(requirements[["what", "name", "status"]].to_string(index=False))'''),
@@ -274,17 +276,14 @@ from IPython.display import Image, display
 
 from reface_utils import pipeline
 
-settings = pipeline.settings_for(
+parameters = dict(
     dataset=dataset, data_root=data_root, reid_model=reid_model, reid_checkpoint=reid_checkpoint,
     face_model=face_model, alpha=alpha, det_threshold=det_threshold, sim_threshold=sim_threshold,
     rank_diff=rank_diff, clothes_changing=clothes_changing, enrichment=enrichment, device=device,
     batch_size=batch_size, results_root=results_root)
+settings = pipeline.settings_for(**parameters)  # checks every value
 root = pipeline.project_root()
-out_dir = settings.results_dir
-parameters = dict(dataset=dataset, data_root=data_root, reid_model=reid_model, reid_checkpoint=reid_checkpoint,
-                  face_model=face_model, alpha=alpha, det_threshold=det_threshold, sim_threshold=sim_threshold,
-                  rank_diff=rank_diff, clothes_changing=clothes_changing, enrichment=enrichment, device=device,
-                  batch_size=batch_size, results_root=results_root)'''),
+out_dir = settings.results_dir'''),
     code('''(out_dir / "notebooks").mkdir(exist_ok=True)
 for step in ("download", "enrich_gallery", "infer", "visualise"):
     print(f"running {step}.ipynb ...")

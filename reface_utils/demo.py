@@ -38,6 +38,8 @@ into videos: :func:`load_identities`, :data:`OUTFIT_STYLES` / :func:`make_outfit
 """
 from __future__ import annotations
 
+import hashlib
+
 import os
 import shutil
 import tempfile
@@ -60,8 +62,9 @@ __all__ = [
     "render_person", "demo_plan", "make_demo_dataset", "read_manifest",
 ]
 
-#: Bump when the drawing or the plan changes: the cache folder name includes it.
-DEMO_VERSION = "v1"
+# The cached demo folder is named after the generator's own source, so an edited generator
+# never serves images drawn by an older one (seen: stale demo images, shifted metrics).
+DEMO_VERSION = "v1-" + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
 MANIFEST_NAME = "demo_manifest.csv"
 MANIFEST_COLUMNS = ("file", "split", "role", "pid", "name", "clothes", "camera", "frame",
                     "style", "view", "face_visible")

@@ -44,6 +44,7 @@ import numpy as np
 
 from . import cache
 from .images import ImageLike, UnreadableImageError, describe, read_rgb, warn_unreadable
+from .runtime import library_versions
 
 __all__ = ["FaceFeatures", "FaceModel", "SFaceModel", "InsightFaceModel", "load_face_model",
            "FACE_MODELS", "auto_providers"]
@@ -272,6 +273,7 @@ class FaceModel(ABC):
             "det_thresh": self.det_thresh,
             "nms_thresh": self.nms_thresh,
             "crop_size": self.crop_size,
+            "libraries": library_versions("cv2", "onnxruntime", "insightface"),
         }
 
     def embed_aligned(self, crops: np.ndarray | Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:

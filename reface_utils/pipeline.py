@@ -291,6 +291,8 @@ def _evaluate_video(dataset: Dataset, features: DatasetFeatures, enrichment: Enr
     evaluation = dict(min_frames=STREET42_MIN_FRAMES, unknown_pid=STREET42_UNKNOWN_PID) if street42 else {}
     enriched = None
     if enrichment is not None and len(enrichment.samples):
+        # run_enrichment used vote_by_track: the samples already hold every frame of each
+        # voted tracklet with the tracklet's majority label (GEFF's CCVID smoothing).
         s = enrichment.samples
         enriched = EnrichedFrames(s["query_index"].to_numpy(), s["pid"].to_numpy(),
                                   q_meta["track"].to_numpy()[s["query_index"].to_numpy()])

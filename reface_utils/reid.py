@@ -89,7 +89,7 @@ from torch import nn
 
 from . import cache
 from .images import ImageLike, describe, read_rgb, warn_unreadable
-from .runtime import onnx_providers, torch_device
+from .runtime import library_versions, onnx_providers, torch_device
 
 __all__ = [
     "ReIDModel", "OnnxReIDModel", "CALResNet50", "MaxAvgPooling", "resnet50_body",
@@ -432,8 +432,10 @@ class _CropDataset(torch.utils.data.Dataset):
 
 
 def default_num_workers(device: torch.device | str = "cpu") -> int:
-    """Decoding workers: on CPU the model needs the cores (decoding is ~1% of the work);
-    on CUDA decoding is the bottleneck, so more."""
+    """Decoding workers: none on CPU, where decoding is ~1% of the work and forked workers
+    inside Jupyter kernels were seen to hang; on CUDA decoding is the bottleneck, so several."""
+    if torch.device(device).type != "cuda":
+        return 0
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS / Windows
@@ -614,7 +616,7 @@ class ReIDModel:
         return {"name": self.name, "weights": self.weights_id, "input_size": list(self.input_size),
                 "mean": list(self.mean), "std": list(self.std), "flip_tta": self.flip,
                 "precision": self.precision, "preprocess": _PREPROCESS_VERSION, "dim": self.dim,
-                **self.extra_key}
+                "libraries": library_versions("torch", "cv2"), **self.extra_key}
 
     def __repr__(self) -> str:
         return (f"ReIDModel(name={self.name!r}, dim={self.dim}, device={str(self.device)!r}, "

@@ -11,7 +11,7 @@ import argparse
 import importlib.metadata as md
 import sys
 
-__all__ = ["installed_version", "onnxruntime_conflict", "onnx_providers", "torch_device",
+__all__ = ["library_versions", "installed_version", "onnxruntime_conflict", "onnx_providers", "torch_device",
            "in_colab", "report"]
 
 GPU_FIX = ("pip uninstall -y onnxruntime onnxruntime-gpu && "
@@ -23,6 +23,17 @@ def installed_version(dist: str) -> str | None:
         return md.version(dist)
     except md.PackageNotFoundError:
         return None
+
+
+def library_versions(*modules: str) -> dict[str, str]:
+    """Versions of the libraries that shape extracted features (decoders, resizers,
+    inference engines). They are part of the feature-cache key: another OpenCV moves
+    detected landmarks, so features cached under one must not be served under another."""
+    versions = {}
+    for name in modules:
+        module = sys.modules.get(name) or __import__(name)
+        versions[name] = str(getattr(module, "__version__", "unknown"))
+    return versions
 
 
 def onnxruntime_conflict() -> str | None:

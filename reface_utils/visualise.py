@@ -205,9 +205,11 @@ class RetrievalBrowser:
         self.enriched = widgets.Checkbox(value=enriched, description="enriched gallery")
         self.k = widgets.IntSlider(value=k, min=1, max=min(20, len(self.gallery_paths)),
                                    description="top-k")
-        self.output = widgets.Output()
+        # The picture is an Image widget (PNG bytes): updating it is a plain state change,
+        # whereas capturing plots into an Output widget was seen to hang headless runs.
+        self.image = widgets.Image(format="png")
         self.widget = widgets.VBox([widgets.HBox([self.query, self.alpha]),
-                                    widgets.HBox([self.enriched, self.k]), self.output])
+                                    widgets.HBox([self.enriched, self.k]), self.image])
         self.figure: Figure | None = None
         self.ranked: np.ndarray = np.empty(0, dtype=int)
         for control in (self.query, self.alpha, self.enriched, self.k):
@@ -229,11 +231,11 @@ class RetrievalBrowser:
             gallery_boxes=self.gallery_boxes, via_enriched=np.asarray(via)[self.ranked][None],
             query_titles=None if self.query_titles is None else [self.query_titles[q]],
             suptitle=title)
-        self.output.clear_output(wait=True)
-        with self.output:
-            from IPython.display import display
+        import io
 
-            display(self.figure)
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=80)
+        self.image.value = buffer.getvalue()
         return self.figure
 
     def _ipython_display_(self):  # shows the widget when it is a cell's last expression

@@ -88,12 +88,17 @@ street42::
 
     <root>/gallery/<pid>_<...>.jpg|png                      gallery (annotated crops)
     <root>/test/tracklets/<video>/<pid>_<n>/<frame>.png     query tracklets
-    (<root>/val, <root>/extra_data: optional, not read)
+    <root>/extra_data/**/<crop>.jpg|png                     optional: unlabelled crops,
+                                                            role "extra" (also "extra-data")
+    (<root>/val, <root>/test/vids: optional, not read)
 
   One row per frame; ``track`` is ``"<video>/<pid>_<n>"``. 42Street has no camera or
   clothes labels: ``camid`` is 0 for the gallery and 1 for query frames (no pair is
   ever "same camera"), ``clothes_id`` is -1 (unknown: do not use the CC flag).
   ``pid`` 12 is the "unknown person" class, not scored (:data:`STREET42_UNKNOWN_PID`).
+  Extra-data crops (the reference's ``--extra_data``) only enrich the gallery: they
+  have no identity (``pid`` -1), camid 1 like the query frames and no track; they are
+  read from every sub-folder, since the two downloads unpack into folders of their own.
 
 demo::
 
@@ -104,7 +109,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -174,7 +179,9 @@ class Dataset:
     """One dataset's test split as a table (see the module docstring for columns).
 
     ``query_roles``: the query sets, each evaluated against the gallery on its own
-    (``("query",)``; PRCC ``("query_same", "query_diff")``). ``eval_modes``: the
+    (``("query",)``; PRCC ``("query_same", "query_diff")``). ``extra_roles``: unlabelled
+    images that only enrich the gallery (42Street ``("extra",)`` when its extra-data
+    folder is there), never evaluated. ``eval_modes``: the
     evaluation modes the dataset defines (``standard``, ``CC``, ``SC`` for images;
     ``tracklet`` accuracy for video datasets).
     """
@@ -185,10 +192,18 @@ class Dataset:
     query_roles: tuple[str, ...] = ("query",)
     eval_modes: tuple[str, ...] = ("standard",)
     is_video: bool = False
+    extra_roles: tuple[str, ...] = ()
 
     @property
     def roles(self) -> tuple[str, ...]:
-        return ("gallery",) + tuple(self.query_roles)
+        return ("gallery",) + tuple(self.query_roles) + tuple(self.extra_roles)
+
+    def without_extra(self) -> "Dataset":
+        """The same dataset without its extra (enrichment-only) images."""
+        if not self.extra_roles:
+            return self
+        images = self.images[~self.images["role"].isin(self.extra_roles)].reset_index(drop=True)
+        return replace(self, images=images, extra_roles=())
 
     def view(self, role: str) -> pd.DataFrame:
         """The rows of one role, in table order, with a fresh 0..n-1 index."""
@@ -524,7 +539,21 @@ def _load_street42(root: Path) -> Dataset:
             rows["role"] += ["query"] * k
             rows["track"] += [f"{os.path.basename(video)}/{track_name}"] * k
     _nonempty(rows["path"][len(gallery):], tdir, name, "tracklet frames")
-    return Dataset(name, root, _table(rows), eval_modes=("tracklet",), is_video=True)
+    extra_roles: tuple[str, ...] = ()
+    extra_dir = next((root / d for d in ("extra_data", "extra-data") if (root / d).is_dir()), None)
+    if extra_dir is not None:
+        extra = sorted(str(p.absolute()) for p in extra_dir.rglob("*")
+                       if p.suffix.lower() in (".jpg", ".png") and not p.name.startswith(".") and p.is_file())
+        _nonempty(extra, extra_dir, name, "extra-data crops (.jpg/.png); remove the empty folder to run without")
+        n = len(extra)
+        rows["path"] += extra
+        rows["pid"] += [-1] * n
+        rows["camid"] += [1] * n
+        rows["clothes_id"] += [-1] * n
+        rows["role"] += ["extra"] * n
+        rows["track"] += [""] * n
+        extra_roles = ("extra",)
+    return Dataset(name, root, _table(rows), eval_modes=("tracklet",), is_video=True, extra_roles=extra_roles)
 
 
 def _load_demo(root: str | os.PathLike | None, seed: int) -> Dataset:

@@ -46,7 +46,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -59,7 +59,7 @@ __all__ = [
     "DEMO_VERSION", "MANIFEST_NAME", "MANIFEST_COLUMNS", "DEFAULT_SIZE", "VIEWS",
     "Identity", "Outfit", "OUTFIT_STYLES", "FACE_SOURCES",
     "load_identities", "make_outfit", "person_layer", "camera_background",
-    "render_person", "demo_plan", "make_demo_dataset", "read_manifest",
+    "render_person", "demo_plan", "render_plan", "build_folder", "make_demo_dataset", "read_manifest",
 ]
 
 # The cached demo folder is named after the generator's own source, so an edited generator
@@ -605,12 +605,13 @@ def _train_identity(pid: int) -> Identity:
     return Identity(pid, f"train_{pid}", None, (0.0, 0.0), skin, hair, bool(r.random() < 0.5))
 
 
-def _render_plan(plan: pd.DataFrame, folder: Path, seed: int, size: tuple[int, int]) -> None:
+def render_plan(plan: pd.DataFrame, folder: Path, seed: int, size: tuple[int, int] = DEFAULT_SIZE) -> None:
+    """Draw every row of ``plan`` (manifest columns) to ``folder / row.file`` (PNG or JPEG
+    by the file's suffix) and write the manifest. One shade of a style per (person,
+    outfit), one random stream per frame: the same plan and seed give the same images."""
     people = {i.pid: i for i in load_identities()}
     style_by_name = {s.style: s for s in OUTFIT_STYLES}
     outfits: dict[tuple[int, int], Outfit] = {}
-    for split in ("train", "query", "test"):
-        (folder / split).mkdir(parents=True, exist_ok=True)
     for row in tqdm(plan.itertuples(), total=len(plan), desc="demo images", leave=False):
         person = people.get(row.pid) or _train_identity(row.pid)
         key = (row.pid, row.clothes)
@@ -618,10 +619,12 @@ def _render_plan(plan: pd.DataFrame, folder: Path, seed: int, size: tuple[int, i
             outfits[key] = make_outfit(style_by_name[row.style], np.random.default_rng([seed, 2, *key]))
         rng = np.random.default_rng([seed, 3, row.frame])
         img = render_person(person, outfits[key], rng, size, view=row.view, camera=row.camera)
-        ok, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+        target = folder / row.file
+        ok, data = cv2.imencode(target.suffix, cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
         if not ok:
             raise RuntimeError(f"could not encode demo image {row.file}")
-        (folder / row.file).write_bytes(png.tobytes())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data.tobytes())
     plan.to_csv(folder / MANIFEST_NAME, index=False)
 
 
@@ -636,24 +639,17 @@ def _is_complete(folder: Path) -> bool:
     return all((folder / f).is_file() for f in files)
 
 
-def make_demo_dataset(root: str | os.PathLike | None = None, seed: int = 0,
-                      size: tuple[int, int] = DEFAULT_SIZE, *, force: bool = False) -> Path:
-    """Generate (or reuse) the demo dataset and return its folder.
-
-    The folder is ``<root or paths.demo_root()>/demo-<DEMO_VERSION>-seed<seed>``
-    (``-<w>x<h>`` appended for a non-default size). It is built in a temporary sibling
-    folder and renamed into place, so a crash never leaves a half-written dataset
-    behind; an incomplete folder (files missing) is regenerated.
-    """
-    parent = Path(root).expanduser() if root is not None else demo_root()
-    suffix = "" if tuple(size) == DEFAULT_SIZE else f"-{size[0]}x{size[1]}"
-    folder = parent / f"demo-{DEMO_VERSION}-seed{seed}{suffix}"
+def build_folder(folder: Path, write: Callable[[Path], None], *, force: bool = False) -> Path:
+    """Generate a dataset folder atomically: ``write(tmp)`` fills a temporary sibling that
+    is renamed into place, so a crash never leaves a half-written dataset; a complete
+    folder (every file of its manifest present) is reused unless ``force``."""
     if not force and _is_complete(folder):
         return folder
+    parent = folder.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
     try:
-        _render_plan(demo_plan(seed), tmp, seed, tuple(size))
+        write(tmp)
         if folder.exists():
             if not force and _is_complete(folder):  # another process finished first
                 return folder
@@ -667,6 +663,25 @@ def make_demo_dataset(root: str | os.PathLike | None = None, seed: int = 0,
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def make_demo_dataset(root: str | os.PathLike | None = None, seed: int = 0,
+                      size: tuple[int, int] = DEFAULT_SIZE, *, force: bool = False) -> Path:
+    """Generate (or reuse) the demo dataset and return its folder.
+
+    The folder is ``<root or paths.demo_root()>/demo-<DEMO_VERSION>-seed<seed>``
+    (``-<w>x<h>`` appended for a non-default size), built by :func:`build_folder`.
+    """
+    parent = Path(root).expanduser() if root is not None else demo_root()
+    suffix = "" if tuple(size) == DEFAULT_SIZE else f"-{size[0]}x{size[1]}"
+    folder = parent / f"demo-{DEMO_VERSION}-seed{seed}{suffix}"
+
+    def write(tmp: Path) -> None:
+        for split in ("train", "query", "test"):
+            (tmp / split).mkdir(parents=True, exist_ok=True)
+        render_plan(demo_plan(seed), tmp, seed, tuple(size))
+
+    return build_folder(folder, write, force=force)
 
 
 def read_manifest(folder: str | os.PathLike) -> pd.DataFrame:

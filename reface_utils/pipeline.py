@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import checkpoints
-from .datasets import Dataset, DatasetError, load_dataset
+from .datasets import Dataset, DatasetError, canonical_name, load_dataset
 from .enrich import Enrichment, enrich_gallery, enrichment_sweep
 from .face import FaceFeatures, load_face_model
 from .fusion import apply_enrichment, face_distance, fuse, reid_distance, zero_faceless_rows
@@ -34,18 +34,61 @@ from .video import (
 )
 
 __all__ = ["Settings", "DatasetFeatures", "Evaluation", "PAPER_RESULTS", "settings_for",
+           "ENRICHMENT_DEFAULTS", "EnrichmentDefaults", "enrichment_defaults_table", "uses_extra_data",
            "compute_features", "run_enrichment", "evaluate", "paper_table", "alpha_sweep",
            "threshold_sweep", "save_results", "project_root", "DEFAULT_THRESHOLDS", "query_scorer",
            "check_requirements"]
 
-#: Face thresholds per backend. insightface: the reference's LTCC settings (SCRFD
-#: detection score 0.8, ArcFace cosine 0.5). sface: YuNet scores and SFace cosines live
-#: on other scales; measured on real photos (same person >= 0.5 for 90% of pairs,
-#: different people <= 0.31) and on the demo (YuNet 0.78-0.94 on visible faces).
+#: Face thresholds per backend. insightface: the reference's published commands (SCRFD
+#: detection score 0.8 when enriching the gallery, 0.7 at inference; ArcFace cosine 0.5).
+#: sface: YuNet scores and SFace cosines live on other scales; measured on real photos
+#: (same person >= 0.5 for 90% of pairs, different people <= 0.31) and on the demo (YuNet
+#: 0.78-0.94 on visible faces), one detection threshold serves both steps.
 DEFAULT_THRESHOLDS: dict[str, dict[str, float]] = {
-    "insightface": {"det_threshold": 0.8, "sim_threshold": 0.5},
-    "sface": {"det_threshold": 0.6, "sim_threshold": 0.45},
+    "insightface": {"enrich_det_threshold": 0.8, "det_threshold": 0.7, "sim_threshold": 0.5},
+    "sface": {"enrich_det_threshold": 0.6, "det_threshold": 0.6, "sim_threshold": 0.45},
 }
+
+
+@dataclass(frozen=True)
+class EnrichmentDefaults:
+    """How the reference enriches one dataset's gallery (docs/METHOD.md, section 3).
+
+    ``clothes_changing``: gallery images in the query's own clothes are excluded (the
+    reference's ``--CC``); ``vote_by_track``: a tracklet's frames share the majority
+    label of their face matches (else every frame is enriched on its own face).
+    """
+
+    clothes_changing: bool
+    vote_by_track: bool
+    why: str
+
+
+#: The reference's enrichment settings per dataset. Its ``--CC`` flag defaults to off and
+#: its only published command (LTCC) turns it on; PRCC and LaST have no clothes labels in
+#: the reference's enrichment code (camera exclusion only), 42Street has neither cameras
+#: nor clothes; only CCVID's gallery builder votes per tracklet.
+ENRICHMENT_DEFAULTS: dict[str, EnrichmentDefaults] = {
+    "prcc": EnrichmentDefaults(False, False, "no clothes labels in the reference's enrichment: camera exclusion only"),
+    "ltcc": EnrichmentDefaults(True, False, "published command: --CC"),
+    "last": EnrichmentDefaults(False, False, "no clothes labels in test (clothes id = pid)"),
+    "ccvid": EnrichmentDefaults(False, True, "majority vote per tracklet (gallery_builder_CCVID)"),
+    "vcclothes": EnrichmentDefaults(False, False, "--CC off (the reference's default)"),
+    "vcclothes_sc": EnrichmentDefaults(False, False, "--CC off (the reference's default)"),
+    "vcclothes_cc": EnrichmentDefaults(False, False, "--CC off (the reference's default)"),
+    "street42": EnrichmentDefaults(False, False, "frame by frame, no cameras or clothes; extra data when present"),
+    "demo": EnrichmentDefaults(True, False, "LTCC layout: as LTCC"),
+}
+
+
+def enrichment_defaults_table() -> pd.DataFrame:
+    """The per-dataset enrichment defaults with the face thresholds, one row per dataset."""
+    rows = [{"dataset": name, "clothes_changing": d.clothes_changing,
+             "vote": "per tracklet" if d.vote_by_track else "per image/frame",
+             "extra_data": "when present" if name == "street42" else "-", "why": d.why}
+            for name, d in ENRICHMENT_DEFAULTS.items()]
+    return pd.DataFrame(rows)
+
 
 #: Clothes-changing headline numbers (METHOD.md section 7): top-1 / mAP in %.
 PAPER_RESULTS = pd.DataFrame.from_records([
@@ -57,12 +100,16 @@ PAPER_RESULTS = pd.DataFrame.from_records([
     {"dataset": "last", "source": "GEFF README", "top1": 78.0, "mAP": 37.2},
     {"dataset": "ccvid", "source": "ReFace README (v1)", "top1": 89.2, "mAP": float("nan")},
     {"dataset": "ccvid", "source": "GEFF README", "top1": 89.2, "mAP": float("nan")},
+    {"dataset": "vcclothes", "source": "GEFF README", "top1": 94.9, "mAP": 88.9},
+    {"dataset": "street42", "source": "GEFF README", "top1": 75.0, "mAP": float("nan")},
+    {"dataset": "street42", "source": "GEFF README (with extra data)", "top1": 92.2, "mAP": float("nan")},
 ])
 
 #: Which of our rows the paper's clothes-changing number corresponds to.
 _PAPER_ROW = {"prcc": ("query_diff", "standard"), "ltcc": ("query", "CC"),
               "last": ("query", "standard"), "ccvid": ("query", "tracklet"),
-              "vcclothes": ("query", "CC"), "demo": ("query", "CC")}
+              "vcclothes": ("query", "CC"), "street42": ("query", "tracklet"),
+              "demo": ("query", "CC")}
 
 
 def project_root(start: str | os.PathLike | None = None) -> Path:
@@ -86,10 +133,13 @@ class Settings:
     reid_checkpoint: str | None = None   # None: the registry's CAL checkpoint for the dataset
     face_model: str = "sface"
     alpha: float = 0.75
-    det_threshold: float | None = None   # None: DEFAULT_THRESHOLDS[face_model]
+    det_threshold: float | None = None         # faces at inference (None: DEFAULT_THRESHOLDS[face_model])
+    enrich_det_threshold: float | None = None  # faces when enriching (None: det_threshold if given, else the default)
     sim_threshold: float | None = None
     rank_diff: float = 0.0
-    clothes_changing: bool = True        # enrichment ignores gallery images in the query's clothes
+    clothes_changing: bool | None = None # None: ENRICHMENT_DEFAULTS[dataset]
+    vote_by_track: bool | None = None    # None: ENRICHMENT_DEFAULTS[dataset]
+    extra_data: bool | None = None       # 42Street extra-data folder; None: used when present
     enrichment: str = "min"              # "min" (GEFF) or "append" (ReFace v1)
     device: str = "auto"
     batch_size: int = 64
@@ -98,15 +148,27 @@ class Settings:
     topk: int = 10
 
     def __post_init__(self) -> None:
+        self.dataset = canonical_name(self.dataset)
         if not 0.0 <= float(self.alpha) <= 1.0:
             raise ValueError(f"alpha must lie in [0, 1] (1 = ReID only, 0 = face only), got {self.alpha}")
         if self.face_model not in DEFAULT_THRESHOLDS:
             raise ValueError(f"face_model must be one of {sorted(DEFAULT_THRESHOLDS)}, got {self.face_model!r}")
         defaults = DEFAULT_THRESHOLDS[self.face_model]
+        if self.enrich_det_threshold is None:
+            # One threshold given: it serves both steps (the single-threshold shorthand).
+            self.enrich_det_threshold = (self.det_threshold if self.det_threshold is not None
+                                         else defaults["enrich_det_threshold"])
         if self.det_threshold is None:
             self.det_threshold = defaults["det_threshold"]
         if self.sim_threshold is None:
             self.sim_threshold = defaults["sim_threshold"]
+        protocol = ENRICHMENT_DEFAULTS[self.dataset]
+        if self.clothes_changing is None:
+            self.clothes_changing = protocol.clothes_changing
+        if self.vote_by_track is None:
+            self.vote_by_track = protocol.vote_by_track
+        if self.extra_data and self.dataset != "street42":
+            raise ValueError(f"extra_data=True: only 42Street has an extra-data folder, not {self.dataset!r}")
         if self.reid_model is None:
             self.reid_model = "mobilenetv2-imagenet" if self.dataset == "demo" else "cal"
         if self.reid_model == "cal" and self.reid_checkpoint is None:
@@ -199,8 +261,21 @@ def check_requirements(settings: Settings, *, download: bool = True) -> pd.DataF
     return pd.DataFrame(rows, columns=["what", "name", "status", "detail"])
 
 
+def uses_extra_data(dataset: Dataset, settings: Settings) -> bool:
+    """Whether the run enriches from the dataset's extra (unlabelled) images."""
+    if settings.extra_data and not dataset.extra_roles:
+        raise DatasetError(f"extra_data=True but {dataset.root} has no extra-data folder "
+                           "(<root>/extra_data/ with .jpg/.png crops); set extra_data=None or False")
+    return bool(dataset.extra_roles) and settings.extra_data is not False
+
+
 def compute_features(dataset: Dataset, settings: Settings, *, progress: bool = True) -> DatasetFeatures:
-    """ReID and face features of every image (cached on disk: a second call is cheap)."""
+    """ReID and face features of every image (cached on disk: a second call is cheap).
+
+    Extra-data images are included only when the run uses them (:func:`uses_extra_data`).
+    """
+    if not uses_extra_data(dataset, settings):
+        dataset = dataset.without_extra()
     paths = dataset.images["path"].tolist()
     reid = load_reid_model(settings.reid_model, checkpoint=settings.reid_checkpoint, device=settings.device)
     reid_features = reid.extract(paths, batch_size=settings.batch_size, num_workers=settings.num_workers,
@@ -214,20 +289,39 @@ def _queries(dataset: Dataset) -> tuple[str, ...]:
     return tuple(dataset.query_roles)
 
 
-def run_enrichment(dataset: Dataset, features: DatasetFeatures, settings: Settings) -> Enrichment:
-    """Gallery enrichment from all query sets together (PRCC: B and C), METHOD.md section 3.
+def _enrichment_inputs(dataset: Dataset, features: DatasetFeatures, settings: Settings) -> dict[str, Any]:
+    """The arguments enrichment and its threshold sweep share: the sources are every query
+    set (PRCC: B and C) followed by the extra images when used; extra images have no
+    known identity (NaN ``pid``: left out of the precision)."""
+    source_roles = _queries(dataset) + tuple(dataset.extra_roles)
+    s_idx, g_idx = features.rows(source_roles), features.rows("gallery")
+    source_meta = features.images.iloc[s_idx].reset_index(drop=True)
+    is_extra = source_meta["role"].isin(dataset.extra_roles).to_numpy()
+    if is_extra.any():
+        source_meta["pid"] = source_meta["pid"].where(~is_extra)
+    clothes_changing = bool(settings.clothes_changing) and bool((dataset.images["clothes_id"] >= 0).all())
+    return dict(query_faces=features.faces.subset(s_idx), gallery_faces=features.faces.subset(g_idx),
+                query_meta=source_meta, gallery_meta=features.images.iloc[g_idx].reset_index(drop=True),
+                det_threshold=settings.enrich_det_threshold, clothes_changing=clothes_changing,
+                rank_diff=settings.rank_diff, vote_by_track=bool(settings.vote_by_track))
 
-    ``query_index`` counts over the concatenated query rows (``features.rows(query_roles)``);
-    video datasets smooth the labels per tracklet by majority vote.
+
+def run_enrichment(dataset: Dataset, features: DatasetFeatures, settings: Settings) -> Enrichment:
+    """Gallery enrichment from all query sets together (PRCC: B and C) and, for 42Street,
+    the extra-data crops when used (docs/METHOD.md section 3), with the dataset's
+    reference defaults (:data:`ENRICHMENT_DEFAULTS`) unless the settings override them.
+
+    ``query_index`` counts over the concatenated source rows
+    (``features.rows(query_roles + extra_roles)``); ``source`` says ``query`` or
+    ``extra``. The detection threshold is ``settings.enrich_det_threshold``.
     """
-    q_idx, g_idx = features.rows(_queries(dataset)), features.rows("gallery")
-    clothes_changing = settings.clothes_changing and bool((dataset.images["clothes_id"] >= 0).all())
-    return enrich_gallery(features.faces.subset(q_idx), features.faces.subset(g_idx),
-                          features.images.iloc[q_idx].reset_index(drop=True),
-                          features.images.iloc[g_idx].reset_index(drop=True),
-                          det_threshold=settings.det_threshold, sim_threshold=settings.sim_threshold,
-                          clothes_changing=clothes_changing, rank_diff=settings.rank_diff,
-                          vote_by_track=dataset.is_video)
+    inputs = _enrichment_inputs(dataset, features, settings)
+    enrichment = enrich_gallery(**inputs, sim_threshold=settings.sim_threshold)
+    source = np.where(inputs["query_meta"]["role"].isin(dataset.extra_roles), "extra", "query")
+    enrichment.samples["source"] = source[enrichment.samples["query_index"].to_numpy()]
+    enrichment.summary["enriched_from_extra"] = int((enrichment.samples["source"] == "extra").sum())
+    enrichment.summary["extra_images"] = int((source == "extra").sum())
+    return enrichment
 
 
 @dataclass(eq=False)
@@ -279,39 +373,54 @@ def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment
 
 def _evaluate_video(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
                     settings: Settings) -> Evaluation:
-    """Per-tracklet identification (CCVID, 42Street), METHOD.md section 5."""
+    """Per-tracklet identification (CCVID, 42Street), docs/METHOD.md section 5.
+
+    Enriched frames (query frames, and 42Street extra-data crops when used) are appended
+    to the gallery with the identity enrichment gave them. With extra data there are two
+    enriched rows, as the paper reports them: ``fused+enriched`` (query frames only) and
+    ``fused+enriched+extra``.
+    """
     q_idx, g_idx = features.rows(_queries(dataset)), features.rows("gallery")
+    s_idx = features.rows(_queries(dataset) + tuple(dataset.extra_roles))  # enrichment's sources
     q_meta, g_meta = features.images.iloc[q_idx], features.images.iloc[g_idx]
-    q_faces = features.faces.subset(q_idx).thresholded(settings.det_threshold)
-    g_faces = features.faces.subset(g_idx).thresholded(settings.det_threshold)
+    threshold = settings.det_threshold
+    faces = {name: features.faces.subset(idx).thresholded(threshold)
+             for name, idx in (("query", q_idx), ("gallery", g_idx), ("source", s_idx))}
+    face = {name: zero_faceless_rows(f.embedding, f.has_face) for name, f in faces.items()}
     street42 = dataset.name == "street42"
     common = dict(query_tracks=q_meta["track"].to_numpy(), gallery_pids=g_meta["pid"].to_numpy(),
                   query_pids=q_meta["pid"].to_numpy(), query_camids=q_meta["camid"].to_numpy(),
                   gallery_camids=g_meta["camid"].to_numpy(), progress=False)
     evaluation = dict(min_frames=STREET42_MIN_FRAMES, unknown_pid=STREET42_UNKNOWN_PID) if street42 else {}
-    enriched = None
-    if enrichment is not None and len(enrichment.samples):
-        # run_enrichment used vote_by_track: the samples already hold every frame of each
-        # voted tracklet with the tracklet's majority label (GEFF's CCVID smoothing).
-        s = enrichment.samples
-        enriched = EnrichedFrames(s["query_index"].to_numpy(), s["pid"].to_numpy(),
-                                  q_meta["track"].to_numpy()[s["query_index"].to_numpy()])
+    source_tracks = features.images["track"].to_numpy()[s_idx]
 
-    def scores(with_enrichment: bool):
-        extra = dict(enriched=enriched, exclude_self=False) if with_enrichment else {}
-        reid = track_identity_scores(features.reid[q_idx], gallery=features.reid[g_idx], **common, **extra)
-        face = track_identity_scores(zero_faceless_rows(q_faces.embedding, q_faces.has_face),
-                                     gallery=zero_faceless_rows(g_faces.embedding, g_faces.has_face),
-                                     **common, **extra)
-        return reid, face
+    def enriched_frames(samples: pd.DataFrame) -> EnrichedFrames:
+        # With vote_by_track the samples already hold every frame of each voted tracklet
+        # with the tracklet's majority label (GEFF's CCVID smoothing); otherwise each
+        # frame (or extra crop) carries its own face match.
+        index = samples["query_index"].to_numpy()
+        return EnrichedFrames(index, samples["pid"].to_numpy(), source_tracks[index])
 
-    rows = []
-    plain = scores(False)
+    def scores(enriched: EnrichedFrames | None):
+        extra = dict(enriched=enriched, exclude_self=False) if enriched is not None else {}
+        reid = track_identity_scores(features.reid[q_idx], gallery=features.reid[g_idx], **common, **extra,
+                                     enriched_source=features.reid[s_idx] if enriched is not None else None)
+        face_scores = track_identity_scores(face["query"], gallery=face["gallery"], **common, **extra,
+                                            enriched_source=face["source"] if enriched is not None else None)
+        return reid, face_scores
+
+    plain = scores(None)
     variants = [("reid", 1.0, plain), ("face", 0.0, plain), ("fused", settings.alpha, plain)]
-    if enriched is not None:
-        variants.append(("fused+enriched", settings.alpha, scores(True)))
-    for name, alpha, (reid, face) in variants:
-        result = evaluate_tracks(fuse_track_scores(reid, face, alpha), **evaluation)
+    if enrichment is not None and len(enrichment.samples):
+        samples = enrichment.samples
+        from_query = samples[samples["source"] == "query"] if "source" in samples else samples
+        if len(from_query):
+            variants.append(("fused+enriched", settings.alpha, scores(enriched_frames(from_query))))
+        if len(from_query) < len(samples):
+            variants.append(("fused+enriched+extra", settings.alpha, scores(enriched_frames(samples))))
+    rows = []
+    for name, alpha, (reid, face_scores) in variants:
+        result = evaluate_tracks(fuse_track_scores(reid, face_scores, alpha), **evaluation)
         rows.append({"query_set": "query", "config": name, "alpha": alpha, "mode": "tracklet",
                      "top1": 100 * result.track_accuracy, "image_accuracy": 100 * result.image_accuracy,
                      "evaluated": result.num_scored, "skipped": result.num_too_short + result.num_unknown})
@@ -350,15 +459,9 @@ def alpha_sweep(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichm
 
 def threshold_sweep(dataset: Dataset, features: DatasetFeatures, settings: Settings,
                     thresholds=np.round(np.arange(0.2, 0.81, 0.05), 2)) -> pd.DataFrame:
-    """Enrichment size and precision against the face similarity threshold."""
-    q_idx, g_idx = features.rows(_queries(dataset)), features.rows("gallery")
-    clothes_changing = settings.clothes_changing and bool((dataset.images["clothes_id"] >= 0).all())
-    return enrichment_sweep(features.faces.subset(q_idx), features.faces.subset(g_idx),
-                            features.images.iloc[q_idx].reset_index(drop=True),
-                            features.images.iloc[g_idx].reset_index(drop=True),
-                            det_threshold=settings.det_threshold, thresholds=list(thresholds),
-                            clothes_changing=clothes_changing, rank_diff=settings.rank_diff,
-                            vote_by_track=dataset.is_video)
+    """Enrichment size and precision against the face similarity threshold (the same
+    sources and rules as :func:`run_enrichment`)."""
+    return enrichment_sweep(**_enrichment_inputs(dataset, features, settings), thresholds=list(thresholds))
 
 
 def query_scorer(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,

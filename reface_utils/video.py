@@ -126,6 +126,7 @@ def track_identity_scores(
     gallery_clothes_ids: np.ndarray | None = None,
     exclude_same_clothes: bool = False,
     enriched: EnrichedFrames | None = None,
+    enriched_source: np.ndarray | None = None,
     exclude_self: bool = False,
     block_size: int | None = None,
     progress: bool = True,
@@ -138,7 +139,9 @@ def track_identity_scores(
     query_camids / gallery_camids: exclude same-camera frames when both are given
     (42Street has no cameras: leave them None).
     exclude_same_clothes: the reference's ``--CC`` flag (needs clothes ids).
-    enriched: query frames appended to the gallery (see ``enriched_frames``).
+    enriched: frames appended to the gallery (see ``enriched_frames``); its
+    ``frame_index`` points into ``enriched_source`` (default: ``query``), which may hold
+    more frames than the query set (42Street's extra-data crops after the query frames).
     """
     query = np.ascontiguousarray(query, dtype=np.float32)
     gallery = np.ascontiguousarray(gallery, dtype=np.float32)
@@ -153,10 +156,22 @@ def track_identity_scores(
     if exclude_same_clothes and (query_clothes_ids is None or gallery_clothes_ids is None):
         raise ValueError("exclude_same_clothes needs query_clothes_ids and gallery_clothes_ids")
     n_e = len(enriched) if enriched is not None else 0
-    if n_e and (enriched.frame_index.min() < 0 or enriched.frame_index.max() >= n_q):
-        raise ValueError(f"enriched.frame_index must lie in 0..{n_q - 1}")
+    source = query if enriched_source is None else np.ascontiguousarray(enriched_source, dtype=np.float32)
+    if source.ndim != 2 or source.shape[1] != query.shape[1]:
+        raise ValueError(f"enriched_source {source.shape} must be 2-D with the query's dimension {query.shape[1]}")
+    if n_e and (enriched.frame_index.min() < 0 or enriched.frame_index.max() >= len(source)):
+        raise ValueError(f"enriched.frame_index must lie in 0..{len(source) - 1}")
 
-    tracks, (q_track, e_track) = _codes(query_tracks, enriched.source_track if n_e else np.empty(0, query_tracks.dtype))
+    tracks, q_track = np.unique(query_tracks, return_inverse=True)
+    q_track = q_track.ravel().astype(np.int64)
+    # Source tracklets of appended frames, as query track codes (-2: not a query tracklet,
+    # e.g. an extra-data crop, which no query tracklet can be).
+    e_track = np.full(n_e, -2, np.int64)
+    if n_e and len(tracks):
+        e_src = np.asarray(enriched.source_track).ravel()
+        pos = np.clip(np.searchsorted(tracks, e_src), 0, len(tracks) - 1)
+        found = tracks[pos] == e_src
+        e_track[found] = pos[found]
     pids, (g_pid, e_pid) = _codes(gallery_pids, enriched.pids if n_e else np.empty(0, gallery_pids.dtype))
     # Group the gallery columns by (identity, camera, clothes, source tracklet): the best
     # similarity per group is one reduceat, and exclusions act on groups, not columns.
@@ -188,7 +203,7 @@ def track_identity_scores(
     sums = np.zeros((len(tracks), len(pids)))
     sims = np.empty((block_size, width), np.float32)
     grouped = np.empty((block_size, width), np.float32)
-    enriched_feats = query[enriched.frame_index] if n_e else None
+    enriched_feats = source[enriched.frame_index] if n_e else None
     for start in tqdm(range(0, n_q, block_size), desc="tracklet scores", unit="block", disable=not progress):
         idx = frame_order[start:start + block_size]
         nb = len(idx)

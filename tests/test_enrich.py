@@ -236,7 +236,8 @@ def test_blockwise_equals_brute_force_for_any_block_size(cc, rank_diff):
     for e in results:
         assert list(zip(e.samples.query_index, e.samples.gallery_index, e.samples.pid)) == expected
         pd.testing.assert_frame_equal(e.samples, results[0].samples)
-        pd.testing.assert_frame_equal(e.queries, results[0].queries)
+        # Block shapes change the BLAS kernel, so float similarities may differ in the last bit.
+        pd.testing.assert_frame_equal(e.queries, results[0].queries, check_exact=False, rtol=0, atol=1e-6)
     vote = [enrich_gallery(qf, gf, qm, gm, det_threshold=0.6, sim_threshold=0.3, clothes_changing=cc,
                            rank_diff=rank_diff, vote_by_track=True, block_size=b).samples for b in (1, 5, None)]
     for v in vote[1:]:

@@ -7,14 +7,14 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.reface-installed
 DATASET ?= demo
 
-.PHONY: install demo eval test bench clean-results gpu
+.PHONY: install demo eval test bench clean-results gpu notebooks
 
 # CPU install: torch is pinned by constraints-cpu.txt (torch==2.13.0, a CPU wheel on
 # these machines; an unpinned torch would pull several GB of CUDA packages).
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints-cpu.txt -e '.[test]'
+	$(PY) -m pip install -q -c constraints-cpu.txt -e '.[test,notebooks]'
 	$(PY) -m reface_utils.runtime --check
 	touch $(STAMP)
 
@@ -36,13 +36,25 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_reid.py
 	$(PY) benchmarks/bench_retrieval.py
 
+# After editing a notebook (in Jupyter, or its notebooks/*.py pair): pair, re-run it on the
+# demo, keep only the outputs nbval compares (docs/NOTEBOOKS.md).
+NOTEBOOKS := download enrich_gallery infer visualise eval custom_video
+STRIP_KEYS := metadata.papermill cell.metadata.papermill cell.metadata.execution
+notebooks: $(STAMP)
+	$(VENV)/bin/jupytext --sync $(NOTEBOOKS:%=notebooks/%.ipynb)
+	for nb in $(NOTEBOOKS); do \
+		$(VENV)/bin/papermill notebooks/$$nb.ipynb notebooks/$$nb.ipynb --cwd . --no-progress-bar || exit 1; \
+	done
+	$(VENV)/bin/nbstripout --extra-keys "$(STRIP_KEYS)" $(NOTEBOOKS:%=notebooks/%.ipynb)
+	$(VENV)/bin/jupytext --sync $(NOTEBOOKS:%=notebooks/%.ipynb)
+
 clean-results:
 	rm -rf results
 
 # GPU install into the *current* environment (conda env from environment.yml, or Colab,
 # where a CUDA torch is already installed and is kept).
 gpu:
-	pip install -e '.[test]'
+	pip install -e '.[notebooks]'
 	pip uninstall -y onnxruntime
 	pip install --no-deps --force-reinstall 'onnxruntime-gpu>=1.17'
 	python -m reface_utils.runtime --check

@@ -22,11 +22,11 @@ Steps
    (the 42Street protocol skips tracklets under 10 frames).
 2. ReID and face features of the crops (up to ``max_crops_per_track`` evenly spaced
    crops per track) and of the gallery images.
-3. Per track and gallery identity, as in METHOD.md section 5 (via
+3. Per track and gallery identity, as in docs/METHOD.md section 5 (via
    :mod:`reface_utils.video`): ReID score = mean over the track's crops of the best
    cosine similarity to that identity's gallery images; face score likewise, a crop
    without a face counting 0; fused = ``alpha * reid + (1 - alpha) * face``.
-4. **Gallery enrichment** from the video itself (METHOD.md section 3, via
+4. **Gallery enrichment** from the video itself (docs/METHOD.md section 3, via
    :func:`reface_utils.enrich.enrich_gallery` with ``vote_by_track``): crops whose face
    matches a gallery face with cosine >= ``enrich_threshold`` vote, each track takes
    its majority identity, and *all* its crops, in the clothes worn in this video, join

@@ -562,8 +562,26 @@ def _load_demo(root: str | os.PathLike | None, seed: int) -> Dataset:
     if root is not None and (Path(root) / demo.MANIFEST_NAME).is_file():
         folder = Path(root)  # an already generated demo folder
     else:
+        if root is not None:
+            _check_demo_parent(Path(root).expanduser())
         folder = demo.make_demo_dataset(root=root, seed=seed)
     return _load_ltcc(folder, name="demo")
+
+
+def _check_demo_parent(root: Path) -> None:
+    """The demo is generated under REFACE_HOME, or into a new or empty folder, or next to
+    other generated demos: never into a folder of the user's (say, a real LTCC tree)."""
+    if not root.exists():
+        return
+    if not root.is_dir():
+        raise DatasetError(f"demo: data_root {root} is a file, not a folder")
+    foreign = sorted(p.name for p in root.iterdir() if not (p.name.startswith(("demo-", ".demo-"))))
+    if foreign:
+        raise DatasetError(
+            f"demo: data_root {root} is an existing folder with other content ({', '.join(foreign[:3])}"
+            f"{', ...' if len(foreign) > 3 else ''}); the demo is never written into a folder of yours. "
+            "Leave data_root unset (the demo lives under $REFACE_HOME), give a new or empty folder, "
+            "or, for a real dataset there, set dataset to its name (e.g. dataset='ltcc').")
 
 
 # --------------------------------------------------------------------------- entry point

@@ -261,3 +261,11 @@ def make_layout_dataset(layout: str, root: str | os.PathLike | None = None, seed
             _write_videos(tmp, extra)
 
     return demo.build_folder(folder, write, force=force)
+
+
+if __name__ == "__main__":  # python -m reface_utils.demo_layouts <layout> [root]: prints the folder
+    import sys
+
+    if len(sys.argv) not in (2, 3) or sys.argv[1] not in LAYOUT_NAMES:
+        raise SystemExit(f"usage: python -m reface_utils.demo_layouts {{{','.join(LAYOUT_NAMES)}}} [root]")
+    print(make_layout_dataset(sys.argv[1], sys.argv[2] if len(sys.argv) == 3 else None))

@@ -1,4 +1,4 @@
-"""Gallery enrichment (METHOD.md section 3): label queries by face, as an index.
+"""Gallery enrichment (docs/METHOD.md section 3): label queries by face, as an index.
 
 For every query with an accepted face, find the most similar gallery face that the
 protocol allows (other camera; with ``clothes_changing`` also other clothes). If the
@@ -301,7 +301,7 @@ def enrich_gallery(query_faces: FaceFeatures, gallery_faces: FaceFeatures, query
                    gallery_meta: pd.DataFrame, *, det_threshold: float | None, sim_threshold: float,
                    clothes_changing: bool, rank_diff: float = 0.0, vote_by_track: bool = False,
                    block_size: int | None = None) -> Enrichment:
-    """Enriched samples of METHOD.md section 3 (see the module docstring for conventions).
+    """Enriched samples of docs/METHOD.md section 3 (see the module docstring for conventions).
 
     ``query_meta``/``gallery_meta``: rows aligned with the face features, columns
     ``pid`` (gallery; query optional, for precision), ``camid``, ``clothes_id`` (with

@@ -1,4 +1,4 @@
-"""Face features: one interface, two backends (METHOD.md section 2).
+"""Face features: one interface, two backends (docs/METHOD.md section 2).
 
 ``load_face_model(name, **options).extract(images) -> FaceFeatures``: for every image
 the best (highest score) detected face, its 5 landmarks and its L2-normalised
@@ -22,7 +22,7 @@ aligned faces in batches (``N x 3 x 112 x 112`` in one onnxruntime call). Images
 resized to fit ``det_size`` (aspect kept) before detection, as InsightFace does; this
 also upscales small ReID crops, which is what lets a detector find their small faces.
 
-The detection threshold of METHOD.md section 2 is *not* applied by ``extract``: the
+The detection threshold of docs/METHOD.md section 2 is *not* applied by ``extract``: the
 cache keeps the raw best detection (above the detector's own internal threshold
 ``det_thresh``) so that :meth:`FaceFeatures.thresholded` serves any threshold
 >= ``det_thresh`` without recomputing.
@@ -109,7 +109,7 @@ class FaceFeatures:
                    embedding=np.zeros((n, dim), np.float32))
 
     def thresholded(self, det_threshold: float) -> "FaceFeatures":
-        """Keep only faces with ``det_score >= det_threshold`` (METHOD.md section 2).
+        """Keep only faces with ``det_score >= det_threshold`` (docs/METHOD.md section 2).
 
         Rejected rows get ``has_face=False`` and a zero embedding. One-way: a second
         call with a lower threshold cannot bring them back (threshold the raw features).

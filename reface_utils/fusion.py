@@ -1,4 +1,4 @@
-"""ReID and face distances, gallery enrichment and their fusion (METHOD.md section 4).
+"""ReID and face distances, gallery enrichment and their fusion (docs/METHOD.md section 4).
 
 Every function works on a whole distance matrix or on a block of query rows, so that
 ``retrieval.py`` can run them block-wise; they compute in float32 (the features are
@@ -224,7 +224,7 @@ def apply_enrichment(
     attached to. Result[:, j] = min(distmat[:, j], min_{e: enriched_to_gallery[e] == j}
     enriched_distmat[:, e]).
 
-    exclude_self: ignore a query's distance to its own enriched copy (METHOD.md section 4
+    exclude_self: ignore a query's distance to its own enriched copy (docs/METHOD.md section 4
     note: the reference keeps it, which makes that query's best match distance -1). Needs
     ``query_indices`` (Q,) -- the query index of each row -- and ``enriched_query_indices``
     (E,) -- the query each sample was made from, in the same numbering.
@@ -291,7 +291,7 @@ def _self_pairs(row_query: np.ndarray, sample_query: np.ndarray) -> tuple[np.nda
 def fuse(
     reid_distmat: np.ndarray, face_distmat: np.ndarray, alpha: float, *, out: np.ndarray | None = None
 ) -> np.ndarray:
-    """alpha * reid + (1 - alpha) * face (METHOD.md section 4; paper: alpha = 0.75).
+    """alpha * reid + (1 - alpha) * face (docs/METHOD.md section 4; paper: alpha = 0.75).
 
     alpha = 1 returns the ReID distances and alpha = 0 the face distances exactly (copies,
     or written to ``out``). In between, +inf face distances stay +inf. The sum is formed

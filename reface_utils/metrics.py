@@ -2,7 +2,7 @@
 
 The numbers are those of Simple-CCReID's ``tools/eval_metrics.py`` (``evaluate`` for
 ``mode="standard"``, ``evaluate_with_clothes`` for ``"CC"``/``"SC"``) with GEFF's addition
-in CC mode (see METHOD.md section 5):
+in CC mode (see docs/METHOD.md section 5):
 
 * For a query, gallery entries of the same identity are *good* or *junk*; junk entries are
   removed from the ranking before CMC and AP are read off it.

@@ -8,16 +8,17 @@ them, and every expensive step goes through the feature cache, so running
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from . import checkpoints
+from . import checkpoints, visualise
 from .datasets import Dataset, DatasetError, canonical_name, load_dataset
 from .enrich import Enrichment, enrich_gallery, enrichment_sweep
 from .face import FaceFeatures, load_face_model
@@ -33,7 +34,11 @@ from .video import (
     track_identity_scores,
 )
 
-__all__ = ["Settings", "DatasetFeatures", "Evaluation", "PAPER_RESULTS", "settings_for",
+__all__ = ["Settings", "DatasetFeatures", "Evaluation", "PAPER_RESULTS", "PARAMETERS", "settings_for",
+           "settings_from_namespace", "notebook_parameters", "save_enrichment", "load_enrichment",
+           "enrichment_for", "percent", "SavedResults", "load_results", "results_for", "describe_features",
+           "enrichment_report", "results_report", "enriched_examples_figure", "retrieval_figure",
+           "retrieval_browser",
            "ENRICHMENT_DEFAULTS", "EnrichmentDefaults", "enrichment_defaults_table", "uses_extra_data",
            "compute_features", "run_enrichment", "evaluate", "paper_table", "alpha_sweep",
            "threshold_sweep", "save_results", "project_root", "DEFAULT_THRESHOLDS", "query_scorer",
@@ -90,7 +95,7 @@ def enrichment_defaults_table() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-#: Clothes-changing headline numbers (METHOD.md section 7): top-1 / mAP in %.
+#: Clothes-changing headline numbers (docs/METHOD.md section 7): top-1 / mAP in %.
 PAPER_RESULTS = pd.DataFrame.from_records([
     {"dataset": "prcc", "source": "ReFace README (v1)", "top1": 83.7, "mAP": 66.7},
     {"dataset": "prcc", "source": "GEFF README", "top1": 81.9, "mAP": 58.8},
@@ -181,22 +186,71 @@ class Settings:
 
     @property
     def results_dir(self) -> Path:
+        """``<results_root or <checkout>/results>/<dataset>`` (not created: writers create it)."""
         base = Path(self.results_root) if self.results_root else project_root() / "results"
-        out = base / self.dataset
-        out.mkdir(parents=True, exist_ok=True)
-        return out
+        return base / self.dataset
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+#: Every notebook parameter with its help text, in the order of the notebooks' parameters
+#: cells (tests check that each notebook assigns exactly these, with this help).
+PARAMETERS: dict[str, str] = {
+    "dataset": "demo, prcc, ltcc, last, ccvid, vcclothes, street42",
+    "data_root": "the dataset folder as its authors distribute it (not needed for demo)",
+    "reid_model": "cal (paper), mobilenetv2-imagenet (offline), onnx, or a registered name; None: by dataset",
+    "reid_checkpoint": "registry name (cal_prcc, cal_ltcc, ...) or a path; None: the dataset's CAL weights",
+    "face_model": "insightface (paper: buffalo_l) or sface (offline)",
+    "alpha": "weight of ReID in the fused distance (1: ReID only, 0: face only)",
+    "det_threshold": "face detection score at inference; None: the face model's default",
+    "enrich_det_threshold": "face detection score when enriching; None: det_threshold if set, else the default",
+    "sim_threshold": "face similarity needed to enrich; None: the face model's default",
+    "rank_diff": "optional gap between the best and the second identity (0: off)",
+    "clothes_changing": "enrichment skips gallery images in the query's clothes; None: the dataset's default",
+    "vote_by_track": "video: one label per tracklet by majority vote; None: the dataset's default",
+    "extra_data": "42Street: enrich from its extra-data crops too; None: when the folder exists",
+    "enrichment": "min (GEFF) or append (ReFace v1)",
+    "device": "auto, cpu or cuda",
+    "batch_size": "images per ReID batch",
+    "num_workers": "image decoding workers; None: automatic",
+    "results_root": "folder for results/<dataset>; None: <checkout>/results",
+    "topk": "gallery indices kept per query in ranks_*.npz",
+}
+
+# Names a notebook's namespace holds besides its parameters (IPython's own).
+_NOT_PARAMETERS = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+
+
 def settings_for(**parameters: Any) -> Settings:
     """Settings from notebook parameters; unknown names are an error, not ignored."""
-    known = set(Settings.__dataclass_fields__)
-    unknown = sorted(set(parameters) - known)
+    unknown = sorted(set(parameters) - set(PARAMETERS))
     if unknown:
-        raise TypeError(f"unknown parameter(s) {unknown}; known: {sorted(known)}")
+        hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, PARAMETERS, 1)) else repr(u)
+                 for u in unknown]
+        raise TypeError(f"unknown parameter(s) {', '.join(hints)}; known: {', '.join(PARAMETERS)}")
     return Settings(**parameters)
+
+
+def settings_from_namespace(namespace: Mapping[str, Any], *, own: Sequence[str] = ()) -> Settings:
+    """Settings from a notebook's variables (``globals()`` after the parameters cell).
+
+    Every plain value (None, bool, number, string) whose name is public is taken as a
+    parameter, so a misspelt papermill ``-p aplha 0.5`` (injected as a variable) stops the
+    run here instead of being ignored. ``own``: the notebook's own extra parameters.
+    """
+    values = {}
+    for name, value in namespace.items():
+        if (name.startswith("_") or name.isupper() or name in _NOT_PARAMETERS or name in own
+                or not (value is None or isinstance(value, (bool, int, float, str)))):
+            continue
+        values[name] = value
+    return settings_for(**values)
+
+
+def notebook_parameters(settings: Settings) -> dict[str, Any]:
+    """The parameters that reproduce ``settings`` in another notebook (papermill -p)."""
+    return {name: getattr(settings, name) for name in PARAMETERS}
 
 
 @dataclass(eq=False)
@@ -326,7 +380,8 @@ def run_enrichment(dataset: Dataset, features: DatasetFeatures, settings: Settin
 
 @dataclass(eq=False)
 class Evaluation:
-    """table: one row per (query set, config, mode) with top-1/5/10/20 and mAP in %.
+    """table: one row per (query set, config, mode) with top-1/5/10/20 and mAP as
+    fractions (:func:`percent` for display).
     retrieval[query_set]: the RetrievalResult (CMC curves, top-k lists) for image data."""
 
     table: pd.DataFrame
@@ -364,11 +419,7 @@ def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment
         tables.append(table)
         results[role] = result
         offset += len(query)
-    table = pd.concat(tables, ignore_index=True)
-    for col in ("top1", "top5", "top10", "top20", "mAP"):
-        if col in table:
-            table[col] = 100 * table[col]
-    return Evaluation(table, results, settings)
+    return Evaluation(pd.concat(tables, ignore_index=True), results, settings)
 
 
 def _evaluate_video(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
@@ -422,20 +473,22 @@ def _evaluate_video(dataset: Dataset, features: DatasetFeatures, enrichment: Enr
     for name, alpha, (reid, face_scores) in variants:
         result = evaluate_tracks(fuse_track_scores(reid, face_scores, alpha), **evaluation)
         rows.append({"query_set": "query", "config": name, "alpha": alpha, "mode": "tracklet",
-                     "top1": 100 * result.track_accuracy, "image_accuracy": 100 * result.image_accuracy,
+                     "top1": result.track_accuracy, "image_accuracy": result.image_accuracy,
                      "evaluated": result.num_scored, "skipped": result.num_too_short + result.num_unknown})
     return Evaluation(pd.DataFrame(rows), {}, settings)
 
 
-def paper_table(dataset: str, evaluation: Evaluation) -> pd.DataFrame:
-    """Our clothes-changing row for each config, next to the paper's numbers."""
+def paper_table(dataset: str, evaluation: Evaluation | pd.DataFrame) -> pd.DataFrame:
+    """Our clothes-changing row for each config next to the paper's numbers (fractions)."""
+    table = evaluation.table if isinstance(evaluation, Evaluation) else evaluation
     role, mode = _PAPER_ROW.get(dataset, ("query", "standard"))
-    ours = evaluation.table[(evaluation.table["query_set"] == role) & (evaluation.table["mode"] == mode)]
+    ours = table[(table["query_set"] == role) & (table["mode"] == mode)]
     rows = [{"source": f"ours: {r['config']}", "top1": r["top1"], "mAP": r.get("mAP", float("nan"))}
             for _, r in ours.iterrows()]
     paper = PAPER_RESULTS[PAPER_RESULTS["dataset"] == dataset]
-    rows += [{"source": f"paper: {r['source']}", "top1": r["top1"], "mAP": r["mAP"]} for _, r in paper.iterrows()]
-    return pd.DataFrame(rows)
+    rows += [{"source": f"paper: {r['source']}", "top1": r["top1"] / 100, "mAP": r["mAP"] / 100}
+             for _, r in paper.iterrows()]
+    return pd.DataFrame(rows, columns=["source", "top1", "mAP"])
 
 
 def alpha_sweep(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
@@ -453,7 +506,6 @@ def alpha_sweep(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichm
     t = evaluation.table
     t = t[(t["query_set"] == role) & (t["mode"] == mode)].copy()
     t["config"] = t["config"].str.split("@").str[0]
-    t[["top1", "mAP"]] = t[["top1", "mAP"]] / 100
     return t[["config", "alpha", "top1", "mAP"]].reset_index(drop=True)
 
 
@@ -467,7 +519,7 @@ def threshold_sweep(dataset: Dataset, features: DatasetFeatures, settings: Setti
 def query_scorer(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
                  settings: Settings, role: str = "query"):
     """``score(q, alpha, enriched) -> (distances (G,), via_enriched (G,))`` for one query of
-    ``role``: the fused distance of METHOD.md section 4, computed for that query alone (the
+    ``role``: the fused distance of docs/METHOD.md section 4, computed for that query alone (the
     interactive browser calls it on every slider move)."""
     t = settings.det_threshold
     gallery = features.feature_set("gallery", t)
@@ -494,27 +546,189 @@ def query_scorer(dataset: Dataset, features: DatasetFeatures, enrichment: Enrich
     return score
 
 
+def describe_features(features: DatasetFeatures, settings: Settings) -> str:
+    """One line on what was extracted (for the notebooks)."""
+    inference = features.faces.thresholded(settings.det_threshold).has_face.sum()
+    enriching = features.faces.thresholded(settings.enrich_det_threshold).has_face.sum()
+    return (f"{len(features.images)} images: ReID features {features.reid.shape[1]}-d ({settings.reid_model}); "
+            f"faces ({settings.face_model}) in {int(inference)} at detection >= {settings.det_threshold} "
+            f"(inference), {int(enriching)} at >= {settings.enrich_det_threshold} (enrichment)")
+
+
+def enrichment_report(enrichment: Enrichment) -> pd.DataFrame:
+    """The enrichment summary as a two-column table (counts, precision, the rules used)."""
+    keys = ("queries", "queries_with_face", "gallery", "gallery_with_face", "matched", "enriched", "correct",
+            "precision", "extra_images", "enriched_from_extra", "tracks_labelled")
+    rows = [(k, enrichment.summary[k]) for k in keys if k in enrichment.summary]
+    return pd.DataFrame({"": [k for k, _ in rows],
+                         "value": [f"{v:.3f}" if isinstance(v, float) else str(v) for _, v in rows]})
+
+
+def results_report(table: pd.DataFrame, decimals: int = 1) -> pd.DataFrame:
+    """The results table for reading: metrics in %, the columns that matter."""
+    columns = [c for c in ("query_set", "config", "mode", "top1", "top5", "top10", "mAP", "image_accuracy",
+                           "evaluated", "skipped") if c in table]
+    return percent(table[columns]).round(decimals)
+
+
+def _boxes(features: DatasetFeatures, rows: np.ndarray, det_threshold: float) -> np.ndarray:
+    faces = features.faces.subset(rows).thresholded(det_threshold)
+    return visualise.visible_boxes(faces.has_face, faces.bbox)
+
+
+def enriched_examples_figure(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment,
+                             settings: Settings, n: int = 8):
+    """The ``n`` most similar enriched samples: the source image over the gallery image it joined."""
+    s_idx = features.rows(_queries(dataset) + tuple(dataset.extra_roles))
+    g_idx = features.rows("gallery")
+    paths = features.images["path"].to_numpy()
+    return visualise.show_enriched_examples(
+        enrichment.samples, paths[s_idx].tolist(), paths[g_idx].tolist(), n=n,
+        query_boxes=_boxes(features, s_idx, settings.enrich_det_threshold),
+        gallery_boxes=_boxes(features, g_idx, settings.enrich_det_threshold))
+
+
+def retrieval_figure(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
+                     settings: Settings, results: SavedResults, role: str, *, num_queries: int = 6, k: int = 8):
+    """The saved top-k of one query per identity (clothes-changing queries first), with
+    pid / camera / clothes in the titles and "E" where an enriched sample set the distance."""
+    q_idx, g_idx = features.rows(role), features.rows("gallery")
+    query, gallery = features.images.iloc[q_idx], features.images.iloc[g_idx]
+    ranks = results.ranks[role]
+    config = "fused+enriched" if "fused+enriched" in ranks else "fused"
+    chosen = visualise.pick_queries(query, gallery, num_queries)
+    ranked = ranks[config][chosen, :k]
+    g_pid, g_cam, g_clo = (gallery[c].to_numpy() for c in ("pid", "camid", "clothes_id"))
+    correct = g_pid[ranked] == query["pid"].to_numpy()[chosen, None]
+    score = query_scorer(dataset, features, enrichment, settings, role)
+    via = np.stack([score(int(q), settings.alpha, config == "fused+enriched")[1][ranked[i]]
+                    for i, q in enumerate(chosen)]) if len(chosen) else np.zeros((0, k), bool)
+    q_titles = [f"pid {r.pid} cam {r.camid}\nclothes {r.clothes_id}" for r in query.iloc[chosen].itertuples()]
+    g_titles = [[f"{g_pid[j]} c{g_cam[j]} o{g_clo[j]}" for j in row] for row in ranked]
+    return visualise.show_retrieval(
+        query["path"].to_numpy()[chosen], gallery["path"].tolist(), ranked, correct,
+        query_boxes=_boxes(features, q_idx, settings.det_threshold)[chosen],
+        gallery_boxes=_boxes(features, g_idx, settings.det_threshold), via_enriched=via,
+        query_titles=q_titles, gallery_titles=g_titles,
+        suptitle=f"{settings.dataset} {role}: {config}, alpha={settings.alpha} (titles: pid, camera, outfit)")
+
+
+def retrieval_browser(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
+                      settings: Settings, role: str, *, k: int = 8) -> "visualise.RetrievalBrowser":
+    """The interactive browser over one query set (needs a live kernel to react)."""
+    q_idx, g_idx = features.rows(role), features.rows("gallery")
+    query, gallery = features.images.iloc[q_idx], features.images.iloc[g_idx]
+    q_pid, g_pid = query["pid"].to_numpy(), gallery["pid"].to_numpy()
+    return visualise.RetrievalBrowser(
+        query_scorer(dataset, features, enrichment, settings, role),
+        lambda q, idx: g_pid[idx] == q_pid[q], query["path"].tolist(), gallery["path"].tolist(),
+        query_boxes=_boxes(features, q_idx, settings.det_threshold),
+        gallery_boxes=_boxes(features, g_idx, settings.det_threshold),
+        query_titles=[f"pid {r.pid}, camera {r.camid}, clothes {r.clothes_id}" for r in query.itertuples()],
+        alpha=settings.alpha, k=k)
+
+
 def _atomic_write(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
 
+def _run_key(dataset: Dataset, settings: Settings, names: Sequence[str]) -> str:
+    """Fingerprint of what a saved step depends on: the settings ``names`` and the
+    dataset's images (paths, sizes, mtimes), so a saved file never serves another run."""
+    from .cache import fingerprint
+
+    key = {name: getattr(settings, name) for name in names}
+    key["dataset"], key["extra_data_used"] = dataset.name, uses_extra_data(dataset, settings)
+    return fingerprint(key, dataset.images["path"].tolist())
+
+
+_ENRICHMENT_SETTINGS = ("face_model", "enrich_det_threshold", "sim_threshold", "rank_diff", "clothes_changing",
+                        "vote_by_track", "extra_data")
+
+
+def save_enrichment(enrichment: Enrichment, out_dir: str | os.PathLike, dataset: Dataset,
+                    settings: Settings) -> list[Path]:
+    """``enrichment.csv`` (the samples, an index) and ``enrichment.json`` (summary and the
+    key of the run that made it), so later notebooks read it instead of recomputing."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    csv, js = out / "enrichment.csv", out / "enrichment.json"
+    _atomic_write(csv, enrichment.samples.to_csv(index=False, float_format="%.6f"))
+    summary = {k: (v.item() if hasattr(v, "item") else v) for k, v in enrichment.summary.items()}
+    _atomic_write(js, json.dumps({"key": _run_key(dataset, settings, _ENRICHMENT_SETTINGS), "summary": summary},
+                                 indent=2, default=str))
+    return [csv, js]
+
+
+def load_enrichment(out_dir: str | os.PathLike, dataset: Dataset, settings: Settings) -> Enrichment | None:
+    """The enrichment saved by :func:`save_enrichment` for this very run, else None
+    (missing, unreadable, or made with other settings or images)."""
+    out = Path(out_dir)
+    try:
+        saved = json.loads((out / "enrichment.json").read_text())
+        if saved.get("key") != _run_key(dataset, settings, _ENRICHMENT_SETTINGS):
+            return None
+        samples = pd.read_csv(out / "enrichment.csv", keep_default_na=False, na_values=[""])
+    except (OSError, ValueError, KeyError):
+        return None
+    if "track" in samples:
+        samples["track"] = samples["track"].astype(str)
+    return Enrichment(samples=samples, queries=pd.DataFrame(), summary=saved["summary"])
+
+
+def enrichment_for(dataset: Dataset, features: DatasetFeatures, settings: Settings,
+                   out_dir: str | os.PathLike) -> Enrichment:
+    """The saved enrichment of this run if there is one, else :func:`run_enrichment` (saved)."""
+    saved = load_enrichment(out_dir, dataset, settings)
+    if saved is not None:
+        return saved
+    enrichment = run_enrichment(dataset, features, settings)
+    save_enrichment(enrichment, out_dir, dataset, settings)
+    return enrichment
+
+
+METRIC_COLUMNS = ("top1", "top5", "top10", "top20", "mAP", "image_accuracy")
+
+
+def percent(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy with the metric columns (fractions everywhere in ReFace) in %, for display."""
+    out = table.copy()
+    for col in METRIC_COLUMNS:
+        if col in out:
+            out[col] = 100 * out[col]
+    return out
+
+
+
+@dataclass(eq=False)
+class SavedResults:
+    """What :func:`save_results` wrote, read back: the table (fractions), the top-k
+    gallery indices per query set and config, the CMC curves per (query set, config, mode)."""
+
+    table: pd.DataFrame
+    ranks: dict[str, dict[str, np.ndarray]]
+    cmc: dict[tuple[str, str, str], np.ndarray]
+
+
 def save_results(evaluation: Evaluation, out_dir: str | os.PathLike, *,
-                 enrichment: Enrichment | None = None, extra: Mapping[str, Any] | None = None) -> list[Path]:
-    """results.csv / results.json, the enrichment table, and the top-k lists (npz)."""
+                 enrichment: Enrichment | None = None, extra: Mapping[str, Any] | None = None,
+                 dataset: Dataset | None = None) -> list[Path]:
+    """results.csv / results.json, the enrichment table, the CMC curves and the top-k
+    lists (npz). With ``dataset``, results.json carries the run's key, so that
+    :func:`load_results` serves them to later notebooks of the same run only."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
     csv = out / "results.csv"
-    _atomic_write(csv, evaluation.table.to_csv(index=False, float_format="%.4f"))
+    _atomic_write(csv, evaluation.table.to_csv(index=False, float_format="%.6f"))
     payload = {"settings": evaluation.settings.to_dict() if evaluation.settings else None,
                "results": json.loads(evaluation.table.to_json(orient="records")), **(extra or {})}
+    if dataset is not None and evaluation.settings is not None:
+        payload["key"] = _run_key(dataset, evaluation.settings, tuple(PARAMETERS))
     if enrichment is not None:
         payload["enrichment"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in enrichment.summary.items()}
-    js = out / "results.json"
-    _atomic_write(js, json.dumps(payload, indent=2, default=str))
-    written += [csv, js]
     if enrichment is not None:
         path = out / "enrichment.csv"
         _atomic_write(path, enrichment.samples.to_csv(index=False, float_format="%.6f"))
@@ -530,4 +744,40 @@ def save_results(evaluation: Evaluation, out_dir: str | os.PathLike, *,
             path = out / f"ranks_{role}.npz"
             np.savez_compressed(path, **{name.replace(" ", "_"): v for name, v in result.topk.items()})
             written.append(path)
-    return written
+    js = out / "results.json"  # last: its key vouches for the files above
+    _atomic_write(js, json.dumps(payload, indent=2, default=str))
+    return [csv, js] + written
+
+
+def load_results(out_dir: str | os.PathLike, dataset: Dataset, settings: Settings) -> SavedResults | None:
+    """The results :func:`save_results` wrote for this very run, else None."""
+    out = Path(out_dir)
+    try:
+        saved = json.loads((out / "results.json").read_text())
+        if saved.get("key") != _run_key(dataset, settings, tuple(PARAMETERS)):
+            return None
+        table = pd.read_csv(out / "results.csv")
+        cmc = {}
+        if (out / "cmc.npz").is_file():
+            with np.load(out / "cmc.npz") as z:
+                cmc = {tuple(name.split("|")): z[name] for name in z.files}
+        ranks = {}
+        for role in dataset.query_roles:
+            path = out / f"ranks_{role}.npz"
+            if path.is_file():
+                with np.load(path) as z:
+                    ranks[role] = {name.replace("_", " "): z[name] for name in z.files}
+    except (OSError, ValueError, KeyError):
+        return None
+    return SavedResults(table, ranks, cmc)
+
+
+def results_for(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None, settings: Settings,
+                out_dir: str | os.PathLike) -> SavedResults:
+    """The saved results of this run if there are any, else :func:`evaluate` (saved)."""
+    saved = load_results(out_dir, dataset, settings)
+    if saved is None:
+        save_results(evaluate(dataset, features, enrichment, settings, progress=False), out_dir,
+                     enrichment=enrichment, dataset=dataset)
+        saved = load_results(out_dir, dataset, settings)
+    return saved

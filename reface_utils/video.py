@@ -1,4 +1,4 @@
-"""Per-tracklet identification for video data (CCVID, 42Street), METHOD.md section 5.
+"""Per-tracklet identification for video data (CCVID, 42Street), docs/METHOD.md section 5.
 
 For a query tracklet and each gallery identity, the score is the mean over the tracklet's
 frames of the frame's best similarity to that identity's gallery frames (GEFF

@@ -16,7 +16,7 @@ from matplotlib.patches import Rectangle
 
 from .images import read_rgb
 
-__all__ = ["visible_boxes", "show_retrieval", "show_enriched_examples", "plot_cmc", "plot_alpha_sweep",
+__all__ = ["visible_boxes", "pick_queries", "show_retrieval", "show_enriched_examples", "plot_cmc", "plot_alpha_sweep",
            "plot_threshold_sweep", "RetrievalBrowser", "top_k"]
 
 CORRECT, WRONG, FACE, ENRICHED = "#1a9850", "#d73027", "#fee08b", "#4575b4"
@@ -54,6 +54,17 @@ def _image_axis(ax, path: str, *, border: str | None = None, box=None, badge: st
                 color="white", bbox=dict(facecolor=ENRICHED, edgecolor="none", pad=1.5))
     if title:
         ax.set_title(title, fontsize=8)
+
+
+def pick_queries(query: pd.DataFrame, gallery: pd.DataFrame, n: int) -> np.ndarray:
+    """Up to ``n`` query rows to show, one per identity (identities in sorted order):
+    the first clothes-changing query (its outfit is not in that person's gallery) of
+    each, else its first query. Needs columns ``pid`` and ``clothes_id``."""
+    q = query.reset_index(drop=True)
+    seen = set(zip(gallery["pid"], gallery["clothes_id"]))
+    changing = np.array([(p, c) not in seen for p, c in zip(q["pid"], q["clothes_id"])], bool)
+    order = q.assign(_cc=~changing, _row=np.arange(len(q))).sort_values(["pid", "_cc", "_row"], kind="stable")
+    return order.drop_duplicates("pid")["_row"].to_numpy()[:n]
 
 
 def show_retrieval(query_paths: Sequence[str], gallery_paths: Sequence[str], ranked: np.ndarray,

@@ -1,62 +1,123 @@
-"""The notebooks, headless: papermill runs the one-click pipeline on the demo.
+"""The notebooks as sources: jupytext pairs in sync, stripped outputs, parameters papermill sees.
 
-(nbval, configured in pyproject.toml, separately re-runs every notebook and checks the
-result cells against the committed outputs.)
+(The notebooks run end to end in test_eval_datasets.py; nbval, configured in
+pyproject.toml, re-runs each one on the demo and compares its ``keep_output`` cells.)
 """
 from __future__ import annotations
 
-import json
+import logging
 import subprocess
 import sys
+import tomllib
+from dataclasses import fields
 from pathlib import Path
 
+import jupytext
 import nbformat
-import pandas as pd
+import papermill as pm
 import pytest
 
+from reface_utils import pipeline
+
 REPO = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ("download", "enrich_gallery", "infer", "visualise", "eval")
+NOTEBOOKS = ("download", "enrich_gallery", "infer", "visualise", "eval", "custom_video")
+PIPELINE_NOTEBOOKS = NOTEBOOKS[:-1]
+#: Keys nbstripout strips on top of its defaults: papermill's run records.
+STRIP_KEYS = "metadata.papermill cell.metadata.papermill cell.metadata.execution"
+#: Parameters of a notebook beyond pipeline.PARAMETERS.
+OWN = {"visualise": {"num_queries", "k"}}
+
+
+def read(name: str) -> nbformat.NotebookNode:
+    return nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+
+
+def repository_url() -> str:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_is_parameterised_and_colab_ready(name):
-    nb = nbformat.read(REPO / "notebooks" / f"{name}.ipynb", as_version=4)
+def test_notebook_and_its_py_percent_pair_say_the_same(name):
+    ipynb, py = read(name), jupytext.read(REPO / "notebooks" / f"{name}.py")
+    assert ipynb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent"
+    cells = lambda nb: [(c.cell_type, c.source, sorted(c.metadata.get("tags", [])),  # noqa: E731
+                         bool(c.metadata.get("keep_output"))) for c in nb.cells]
+    assert cells(ipynb) == cells(py), (f"notebooks/{name}.ipynb and notebooks/{name}.py differ: run "
+                                       f"`jupytext --sync notebooks/{name}.ipynb` (see docs/NOTEBOOKS.md)")
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_committed_notebook_carries_only_the_checked_text_outputs(name):
+    nb = read(name)
     nbformat.validate(nb)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "google.colab" in code[0].source, "the first code cell is the Colab set-up"
-    assert "parameters" in code[1].metadata.get("tags", []), "the second code cell holds the parameters"
-    assert 'dataset = "demo"' in code[1].source
-    assert any(c.cell_type == "markdown" for c in nb.cells)
+    assert "widgets" not in nb.metadata
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = cell.get("outputs", [])
+        if not cell.metadata.get("keep_output"):
+            assert not outputs, f"{name}: a cell that nbval does not check has outputs: {cell.source[:60]!r}"
+            continue
+        assert cell.source.startswith("# NBVAL_CHECK_OUTPUT")
+        for out in outputs:
+            assert out["output_type"] == "stream" or set(out.get("data", {})) <= {"text/plain"}, \
+                f"{name}: only text outputs are committed"
+    run = subprocess.run([sys.executable, "-m", "nbstripout", "--verify", "--extra-keys", STRIP_KEYS,
+                          str(REPO / "notebooks" / f"{name}.ipynb")], capture_output=True, text=True)
+    assert run.returncode == 0, f"{name}.ipynb is not stripped: `make notebooks` (see docs/NOTEBOOKS.md)"
 
 
-@pytest.fixture(scope="module")
-def eval_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("eval")
-    cmd = [sys.executable, "-m", "papermill", str(REPO / "notebooks" / "eval.ipynb"), str(out / "eval.ipynb"),
-           "-p", "dataset", "demo", "-p", "results_root", str(out), "--cwd", str(REPO), "--no-progress-bar"]
-    subprocess.run(cmd, check=True, timeout=900, capture_output=True)
-    return out / "demo"
+def test_notebooks_folder_stays_small():
+    size = sum(p.stat().st_size for p in (REPO / "notebooks").iterdir() if p.is_file())
+    assert size < 300_000, f"notebooks/ holds {size} bytes"
 
 
-def test_eval_runs_every_step_and_writes_results(eval_run):
-    for step in ("download", "enrich_gallery", "infer", "visualise"):
-        executed = nbformat.read(eval_run / "notebooks" / f"{step}.ipynb", as_version=4)
-        errors = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                  if o.get("output_type") == "error"]
-        assert not errors, f"{step}.ipynb raised {errors[0].get('ename')}"
-    for name in ("results.csv", "results.json", "enrichment.csv", "cmc.npz", "ranks_query.npz",
-                 "retrieval.png", "cmc.png", "alpha_sweep.png", "threshold_sweep.png", "enriched_examples.png"):
-        assert (eval_run / name).is_file(), name
-    payload = json.loads((eval_run / "results.json").read_text())
-    assert payload["settings"]["dataset"] == "demo"
-    assert payload["enrichment"]["enriched"] > 0 and payload["enrichment"]["precision"] >= 0.9
+@pytest.mark.parametrize("name", PIPELINE_NOTEBOOKS)
+def test_papermill_sees_every_parameter_with_its_help(name, caplog):
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        inspected = pm.inspect_notebook(str(REPO / "notebooks" / f"{name}.ipynb"))
+    assert not [r for r in caplog.records if "Unable to parse" in r.getMessage()]
+    own = OWN.get(name, set())
+    assert set(inspected) - own == set(pipeline.PARAMETERS)
+    defaults = {f.name: f.default for f in fields(pipeline.Settings)}
+    for parameter, info in inspected.items():
+        if parameter in own:
+            continue
+        assert info["help"] == pipeline.PARAMETERS[parameter], parameter
+        assert eval(info["default"]) == defaults[parameter], parameter  # the Settings default
 
 
-def test_demo_shows_the_papers_effect(eval_run):
-    table = pd.read_csv(eval_run / "results.csv")
-    cc = table[(table["mode"] == "CC")].set_index("config")
-    # Clothes-changing queries: the appearance model alone is lost, fusion + enrichment is not.
-    assert cc.loc["fused+enriched", "top1"] > cc.loc["reid", "top1"] + 30
-    assert cc.loc["fused+enriched", "mAP"] > cc.loc["reid", "mAP"] + 20
-    assert cc.loc["fused+enriched", "top1"] >= cc.loc["fused", "top1"]
-    assert cc.loc["reid", "evaluated"] == 117
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_first_code_cell_is_the_same_colab_setup_everywhere(name):
+    code = [c for c in read(name).cells if c.cell_type == "code"]
+    colab = code[0].source
+    assert "google.colab" in colab and "%pip install" in colab
+    assert f'"{repository_url()}"' in colab, "the repository URL is pyproject's [project.urls] Repository"
+    assert colab == [c for c in read("eval").cells if c.cell_type == "code"][0].source
+    assert "parameters" in code[1].metadata.get("tags", [])
+
+
+def test_readme_badges_point_at_the_repository():
+    readme = (REPO / "README.md").read_text()
+    slug = repository_url().removeprefix("https://github.com/")
+    badges = readme.count("colab.research.google.com/github/")
+    assert badges >= 6 and readme.count(f"colab.research.google.com/github/{slug}/") == badges
+
+
+def test_settings_from_a_namespace_refuse_unknown_names():
+    namespace = {"dataset": "ltcc", "reid_model": "mobilenetv2-imagenet", "aplha": 0.5, "np": pytest,
+                 "In": [], "REFACE_GIT": "x", "_hidden": 1}
+    with pytest.raises(TypeError, match="'aplha' \\(did you mean 'alpha'\\?\\)"):
+        pipeline.settings_from_namespace(namespace)
+    namespace.pop("aplha")
+    assert pipeline.settings_from_namespace(namespace).dataset == "ltcc"
+    assert pipeline.settings_from_namespace({**namespace, "k": 3}, own=("k",)).dataset == "ltcc"
+
+
+def test_a_misspelt_parameter_stops_eval_before_any_work(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "notebooks" / "eval.ipynb"),
+                          str(tmp_path / "out.ipynb"), "-p", "aplha", "0.5", "-p", "results_root", str(tmp_path),
+                          "--cwd", str(REPO), "--no-progress-bar"], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert "did you mean 'alpha'" in run.stderr
+    assert not (tmp_path / "demo").exists()  # nothing ran, nothing was written

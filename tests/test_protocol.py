@@ -82,7 +82,7 @@ def loop_rank_metrics(dist, q_pid, q_cam, g_pid, g_cam):
                 hits += 1
                 precisions.append(hits / rank)
         aps.append(np.mean(precisions))
-    return 100 * np.mean(top1), 100 * np.mean(aps)
+    return np.mean(top1), np.mean(aps)
 
 
 def loop_fused_enriched(q_reid, q_face, q_has, q_cam, g_reid, g_face, g_has, g_cam, e_reid, e_gallery, alpha):
@@ -196,7 +196,7 @@ def loop_track_accuracy(q_reid, q_face, q_track, q_pid, q_cam, g_reid, g_face, g
             scores.append(alpha * per_modality[0] + (1 - alpha) * per_modality[1])
         scored += 1
         correct += pids[int(np.argmax(scores))] == q_pid[frames[0]]
-    return 100 * correct / scored, scored
+    return correct / scored, scored
 
 
 def ccvid_images() -> pd.DataFrame:
@@ -388,3 +388,15 @@ def test_enrichment_defaults_follow_the_reference():
         assert not table.loc[name, "clothes_changing"], name
     assert table.loc["ccvid", "vote"] == "per tracklet" and table.loc["street42", "vote"] == "per image/frame"
     assert pipeline.settings_for(dataset="LaST", reid_model="mobilenetv2-imagenet").dataset == "last"
+
+
+def test_the_demo_is_never_generated_inside_a_users_folder(tmp_path):
+    from reface_utils.datasets import DatasetError, load_dataset
+
+    users = tmp_path / "LTCC_ReID"
+    (users / "query").mkdir(parents=True)
+    (users / "query" / "001_1_c1_0001.png").write_bytes(b"not touched")
+    before = sorted(p.relative_to(users) for p in users.rglob("*"))
+    with pytest.raises(DatasetError, match="never written into a folder of yours.*dataset='ltcc'"):
+        load_dataset("demo", users)
+    assert sorted(p.relative_to(users) for p in users.rglob("*")) == before

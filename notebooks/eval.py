@@ -1,0 +1,98 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # ReFace: the whole pipeline for one dataset
+#
+# One click: **download** (models, dataset check) -> **enrich_gallery** -> **infer** ->
+# **visualise**, each run with papermill on the parameters below; the executed notebooks
+# are kept in `results/<dataset>/notebooks/`. Ends with the results table and a retrieval
+# figure. From a shell:
+#
+# ```
+# papermill notebooks/eval.ipynb -p dataset ltcc -p data_root /data/LTCC_ReID
+# ```
+
+# %%
+# Colab set-up. In Colab this cell installs ReFace with its GPU packages (about 3 minutes,
+# once per runtime; if Colab then offers to restart the session, accept and run on).
+# Anywhere else it does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+
+    REFACE_GIT = os.environ.get("REFACE_GIT", "https://github.com/reface-reid/reface")  # a fork: see README
+    REFACE_DIR = os.environ.get("REFACE_DIR", "/content/reface")
+    if not os.path.isdir(REFACE_DIR):
+        # !git clone -q --depth 1 {REFACE_GIT} {REFACE_DIR}
+    # %pip install -q -e {REFACE_DIR}[colab]
+    # !python -m reface_utils.runtime --install-gpu
+    os.chdir(REFACE_DIR)
+    sys.path.insert(0, REFACE_DIR)
+
+# %% tags=["parameters"]
+# Parameters (papermill: -p name value). None means: the default for this dataset or model.
+dataset: str = "demo"        # demo, prcc, ltcc, last, ccvid, vcclothes, street42
+data_root = None             # the dataset folder as its authors distribute it (not needed for demo)
+reid_model = None            # cal (paper), mobilenetv2-imagenet (offline), onnx, or a registered name; None: by dataset
+reid_checkpoint = None       # registry name (cal_prcc, cal_ltcc, ...) or a path; None: the dataset's CAL weights
+face_model: str = "sface"    # insightface (paper: buffalo_l) or sface (offline)
+alpha: float = 0.75          # weight of ReID in the fused distance (1: ReID only, 0: face only)
+det_threshold = None         # face detection score at inference; None: the face model's default
+enrich_det_threshold = None  # face detection score when enriching; None: det_threshold if set, else the default
+sim_threshold = None         # face similarity needed to enrich; None: the face model's default
+rank_diff: float = 0.0       # optional gap between the best and the second identity (0: off)
+clothes_changing = None      # enrichment skips gallery images in the query's clothes; None: the dataset's default
+vote_by_track = None         # video: one label per tracklet by majority vote; None: the dataset's default
+extra_data = None            # 42Street: enrich from its extra-data crops too; None: when the folder exists
+enrichment: str = "min"      # min (GEFF) or append (ReFace v1)
+device: str = "auto"         # auto, cpu or cuda
+batch_size: int = 64         # images per ReID batch
+num_workers = None           # image decoding workers; None: automatic
+results_root = None          # folder for results/<dataset>; None: <checkout>/results
+topk: int = 10               # gallery indices kept per query in ranks_*.npz
+
+# %%
+import papermill as pm
+from IPython.display import Image, display
+
+from reface_utils import pipeline
+
+settings = pipeline.settings_from_namespace(globals())  # stops here on a misspelt or wrong parameter
+root = pipeline.project_root()
+out_dir = settings.results_dir
+
+# %%
+(out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+for step in ("download", "enrich_gallery", "infer", "visualise"):
+    print(f"running {step}.ipynb ...")
+    pm.execute_notebook(root / "notebooks" / f"{step}.ipynb", out_dir / "notebooks" / f"{step}.ipynb",
+                        parameters=pipeline.notebook_parameters(settings), cwd=str(root), progress_bar=False)
+
+# %% [markdown]
+# Results (top-k and mAP in %), and the clothes-changing setting next to the paper:
+
+# %% keep_output=true
+# NBVAL_CHECK_OUTPUT
+import pandas as pd
+
+table = pd.read_csv(out_dir / "results.csv")
+print(pipeline.results_report(table).to_string(index=False))
+
+# %%
+figure = out_dir / "retrieval.png"
+if figure.exists():
+    display(Image(filename=str(figure)))

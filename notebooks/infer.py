@@ -1,0 +1,111 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # ReFace: inference and evaluation
+#
+# Step 2 of ReFace: rank the gallery for every query with
+#
+# * **ReID only** (`alpha = 1`), **face only** (`alpha = 0`),
+# * **fused**: `alpha * d_reid + (1 - alpha) * d_face`,
+# * **fused + enriched**: the same with the enriched gallery (and, separately, with each
+#   query's own enriched copy left out, to show how much of the gain is transductive;
+#   42Street adds a row with its extra data),
+#
+# and evaluate in every mode the dataset defines (standard / clothes-changing / same-clothes;
+# PRCC's two query sets; per-tracklet accuracy for video). The table and the ranking
+# artefacts are written to `results/<dataset>/`.
+
+# %%
+# Colab set-up. In Colab this cell installs ReFace with its GPU packages (about 3 minutes,
+# once per runtime; if Colab then offers to restart the session, accept and run on).
+# Anywhere else it does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+
+    REFACE_GIT = os.environ.get("REFACE_GIT", "https://github.com/reface-reid/reface")  # a fork: see README
+    REFACE_DIR = os.environ.get("REFACE_DIR", "/content/reface")
+    if not os.path.isdir(REFACE_DIR):
+        # !git clone -q --depth 1 {REFACE_GIT} {REFACE_DIR}
+    # %pip install -q -e {REFACE_DIR}[colab]
+    # !python -m reface_utils.runtime --install-gpu
+    os.chdir(REFACE_DIR)
+    sys.path.insert(0, REFACE_DIR)
+
+# %% tags=["parameters"]
+# Parameters (papermill: -p name value). None means: the default for this dataset or model.
+dataset: str = "demo"        # demo, prcc, ltcc, last, ccvid, vcclothes, street42
+data_root = None             # the dataset folder as its authors distribute it (not needed for demo)
+reid_model = None            # cal (paper), mobilenetv2-imagenet (offline), onnx, or a registered name; None: by dataset
+reid_checkpoint = None       # registry name (cal_prcc, cal_ltcc, ...) or a path; None: the dataset's CAL weights
+face_model: str = "sface"    # insightface (paper: buffalo_l) or sface (offline)
+alpha: float = 0.75          # weight of ReID in the fused distance (1: ReID only, 0: face only)
+det_threshold = None         # face detection score at inference; None: the face model's default
+enrich_det_threshold = None  # face detection score when enriching; None: det_threshold if set, else the default
+sim_threshold = None         # face similarity needed to enrich; None: the face model's default
+rank_diff: float = 0.0       # optional gap between the best and the second identity (0: off)
+clothes_changing = None      # enrichment skips gallery images in the query's clothes; None: the dataset's default
+vote_by_track = None         # video: one label per tracklet by majority vote; None: the dataset's default
+extra_data = None            # 42Street: enrich from its extra-data crops too; None: when the folder exists
+enrichment: str = "min"      # min (GEFF) or append (ReFace v1)
+device: str = "auto"         # auto, cpu or cuda
+batch_size: int = 64         # images per ReID batch
+num_workers = None           # image decoding workers; None: automatic
+results_root = None          # folder for results/<dataset>; None: <checkout>/results
+topk: int = 10               # gallery indices kept per query in ranks_*.npz
+
+# %%
+import warnings
+
+from IPython.display import display
+
+from reface_utils import pipeline
+from reface_utils.datasets import load_dataset
+
+settings = pipeline.settings_from_namespace(globals())  # checks every value, and unknown names
+out_dir = settings.results_dir
+ds = load_dataset(settings.dataset, settings.data_root)
+print(ds)
+
+# %%
+# ReID and face features of every image; cached on disk, so only the first notebook pays.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", category=UserWarning)  # e.g. "random CAL weights" is reported below
+    features = pipeline.compute_features(ds, settings, progress=False)
+print(pipeline.describe_features(features, settings))
+
+# %%
+# The enrichment enrich_gallery.ipynb saved for this run (computed here if it is missing).
+enriched = pipeline.enrichment_for(ds, features, settings, out_dir)
+evaluation = pipeline.evaluate(ds, features, enriched, settings, progress=False)
+written = pipeline.save_results(evaluation, out_dir, enrichment=enriched, dataset=ds)
+print("wrote", ", ".join(p.name for p in written), "to", out_dir)
+
+# %% [markdown]
+# Results (top-k and mAP in %; `evaluated`: queries with a right answer in the gallery):
+
+# %% keep_output=true
+# NBVAL_CHECK_OUTPUT
+print(pipeline.results_report(evaluation.table).to_string(index=False))
+
+# %% [markdown]
+# The clothes-changing setting next to the paper's numbers (the paper's need the real
+# dataset and the official checkpoints):
+
+# %% keep_output=true
+# NBVAL_CHECK_OUTPUT
+print(pipeline.percent(pipeline.paper_table(settings.dataset, evaluation)).round(1).to_string(index=False))

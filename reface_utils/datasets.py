@@ -235,7 +235,8 @@ class Dataset:
 
     def summary(self) -> pd.DataFrame:
         """Counts per role: images, identities, cameras, outfits (+ tracklets for video),
-        and ``skipped``: files of that role's folders left out (see :meth:`skipped_report`)."""
+        and, when any file was left out, ``skipped``: how many of that role's folders (see
+        :meth:`skipped_report`)."""
         rows = {}
         skipped = self.file_report[self.file_report["action"] == "skipped"]
         for role in self.roles:
@@ -244,7 +245,8 @@ class Dataset:
                    "cameras": part["camid"].nunique(), "outfits": part["clothes_id"].nunique()}
             if self.is_video:
                 row["tracklets"] = part.loc[part["track"] != "", "track"].nunique()
-            row["skipped"] = int((skipped["role"] == role).sum())
+            if len(skipped):
+                row["skipped"] = int((skipped["role"] == role).sum())
             rows[role] = row
         out = pd.DataFrame.from_dict(rows, orient="index")
         out.index.name = "role"

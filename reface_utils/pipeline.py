@@ -188,17 +188,18 @@ def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
         raise TypeError(f"unknown parameter(s) {', '.join(hints)}; known: {sorted(known)}")
     out = dict(parameters)
     checks = {
-        "dataset": lambda v: _dataset_name(v),
+        "dataset": _dataset_name,
         "data_root": lambda v: _text("data_root", v, optional=True, path=True),
-        "reid_model": lambda v: _reid_model_name(v),
+        "reid_model": _reid_model_name,
         "reid_checkpoint": lambda v: _text("reid_checkpoint", v, optional=True, path=True),
         "face_model": lambda v: _choice("face_model", v, sorted(DEFAULT_THRESHOLDS)),
         "alpha": lambda v: _number("alpha", v, 0.0, 1.0),
         "det_threshold": lambda v: _number("det_threshold", v, 0.0, 1.0, optional=True),
         "sim_threshold": lambda v: _number("sim_threshold", v, 0.0, 1.0, optional=True),
+        "enrich_det_threshold": lambda v: _number("enrich_det_threshold", v, 0.0, 1.0, optional=True),
         "rank_diff": lambda v: _number("rank_diff", v, 0.0, 2.0),  # a difference of cosines
         "enrichment": lambda v: _choice("enrichment", v, ["append", "min"]),
-        "device": lambda v: _device(v),
+        "device": _device,
         "batch_size": lambda v: _integer("batch_size", v, 1),
         "num_workers": lambda v: _integer("num_workers", v, 0, optional=True),
         "results_root": lambda v: _text("results_root", v, optional=True, path=True),
@@ -414,15 +415,12 @@ _NO_MATCH = {"standard": "has a correct match in the gallery from another camera
 def _mark_not_evaluated(table: pd.DataFrame) -> pd.DataFrame:
     """Rows where no query was evaluated: metrics NaN ("n/a" in the CSV), and a ``note``."""
     table = table.copy()
-    none = (table["evaluated"] == 0).to_numpy() if "evaluated" in table else np.zeros(len(table), bool)
+    none = (table["evaluated"] == 0).to_numpy()
     metrics = [c for c in ("top1", "top5", "top10", "top20", "mAP", "image_accuracy") if c in table]
     table.loc[none, metrics] = np.nan
-    notes = []
-    for is_none, row in zip(none, table.itertuples(index=False)):
-        total = int(row.evaluated) + int(getattr(row, "skipped", 0))
-        notes.append(f"not evaluated: none of the {total} queries "
-                     f"{_NO_MATCH.get(row.mode, 'could be evaluated in this mode')}" if is_none else "")
-    table["note"] = notes
+    total = (table["evaluated"] + (table["skipped"] if "skipped" in table else 0)).astype(str)
+    reason = table["mode"].map(_NO_MATCH).fillna("could be evaluated in this mode")
+    table["note"] = np.where(none, "not evaluated: none of the " + total + " queries " + reason, "")
     return table
 
 

@@ -27,7 +27,7 @@ import torch
 
 from reface_utils import cache, checkpoints as ck, pipeline as pl
 from reface_utils.cache import CacheChunkWarning, cache_entry_dir, cached_features
-from reface_utils.datasets import (Dataset, DatasetError, DatasetNotFoundError, SkippedFilesWarning,
+from reface_utils.datasets import (Dataset, DatasetNotFoundError, SkippedFilesWarning,
                                    load_dataset)
 from reface_utils.face import FaceFeatures, load_face_model
 from reface_utils.images import UnreadableImageError, UnreadableImagesWarning, read_rgb
@@ -141,7 +141,8 @@ def test_permission_denied_for_real_then_fixed_is_not_cached_for_good(tmp_path, 
                 "    warnings.simplefilter('always')\n"
                 "    f, bad = load_face_model('sface').extract_with_status([sys.argv[1]], cache_dir=sys.argv[2],"
                 " progress=False)\n"
-                "print(json.dumps({'error': err, 'unreadable': bad.tolist(), 'warnings': [str(x.message) for x in w]}))\n")
+                "print(json.dumps({'error': err, 'unreadable': bad.tolist(),\n"
+                "                  'warnings': [str(x.message) for x in w]}))\n")
         done = run_python(code, str(image), str(cache_dir), prefix=NO_DAC)
     finally:
         image.chmod(0o644)
@@ -444,7 +445,8 @@ def test_forget_without_a_pin_says_so(tmp_path):
     ({"device": "gpu"}, ValueError, r"parameter device must be 'auto', 'cpu', 'cuda', 'cuda:<n>' or 'mps', got 'gpu'"),
     ({"enrichment": "max"}, ValueError, r"parameter enrichment must be one of \['append', 'min'\], got 'max'"),
     ({"face_model": "arcface"}, ValueError, r"parameter face_model must be one of \['insightface', 'sface'\]"),
-    ({"reid_model": "resnet"}, ValueError, r"parameter reid_model must be one of \[.*'cal'.*\] \(or a model you registered .*\), got 'resnet'"),
+    ({"reid_model": "resnet"}, ValueError,
+     r"parameter reid_model must be one of \[.*'cal'.*\] \(or a model you registered .*\), got 'resnet'"),
     ({"clothes_changing": "yes"}, ValueError, r"parameter clothes_changing must be True or False, got 'yes'"),
 ])
 def test_bad_parameters_fail_before_any_work(tmp_path, params, error, match):
@@ -474,7 +476,7 @@ def test_upper_case_extensions_are_images(tmp_path):
         ds = load_dataset("ltcc", tmp_path)
     assert [Path(p).name for p in ds.images["path"]] == ["001_1_c1_000001.PNG", "001_2_c2_000002.png",
                                                          "001_3_c3_000003.Png"]
-    assert ds.file_report.empty and ds.summary()["skipped"].tolist() == [0, 0]
+    assert ds.file_report.empty and "skipped" not in ds.summary()
 
 
 def test_non_images_and_dangling_symlinks_are_counted_and_named(tmp_path):

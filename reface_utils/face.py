@@ -323,7 +323,7 @@ class FaceModel(ABC):
                 rows.clear()
 
         for i, image in enumerate(chunk):
-            try:
+            try:  # read_rgb turns every read failure (permission denied too) into this error
                 bgr = np.ascontiguousarray(read_rgb(image)[:, :, ::-1])
             except UnreadableImageError:
                 unreadable[i] = True
@@ -352,15 +352,25 @@ class FaceModel(ABC):
         ``cache_dir=None`` disables the cache (arrays are never cached). Unreadable files
         give "no face" and one ``UnreadableImagesWarning`` per call.
         """
+        return self.extract_with_status(images, batch_size=batch_size, cache_dir=cache_dir,
+                                        chunk_size=chunk_size, progress=progress)[0]
+
+    def extract_with_status(self, images: Sequence[ImageLike], *, batch_size: int = 64,
+                            cache_dir: str | os.PathLike | None = cache.DEFAULT, chunk_size: int = 1024,
+                            progress: bool = True) -> tuple[FaceFeatures, np.ndarray]:
+        """:meth:`extract`, and which images could not be read (bool N): the pipeline leaves
+        those out of ranking and evaluation instead of treating them as "no face"."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         images = list(images)
         arrays = cache.cached_features(
             self.model_key, images, lambda chunk, bar: self._compute(chunk, bar, batch_size),
-            cache_dir=cache_dir, chunk_size=chunk_size, desc=f"faces ({self.name})", progress=progress)
-        unreadable = np.flatnonzero(arrays.get("unreadable", np.zeros(len(images), bool)))
-        warn_unreadable([describe(images[i], int(i)) for i in unreadable], f"face features ({self.name})")
-        return FaceFeatures.from_arrays(arrays)
+            cache_dir=cache_dir, chunk_size=chunk_size, desc=f"faces ({self.name})", progress=progress,
+            allow_nan=("bbox", "kps"))  # NaN box and landmarks mean "nothing detected"
+        unreadable = np.asarray(arrays.get(cache.UNREADABLE, np.zeros(len(images), bool)), dtype=bool)
+        warn_unreadable([describe(images[i], int(i)) for i in np.flatnonzero(unreadable)],
+                        f"face features ({self.name})")
+        return FaceFeatures.from_arrays(arrays), unreadable
 
 
 # --------------------------------------------------------------------------- sface

@@ -22,7 +22,9 @@ __all__ = ["ImageLike", "UnreadableImageError", "UnreadableImagesWarning", "read
 
 
 class UnreadableImageError(OSError):
-    """An image file that is missing, empty or not a decodable image."""
+    """An image file that is missing, empty, cannot be opened (e.g. permission denied) or
+    is not a decodable image. Every read failure of a path is turned into this one error,
+    so that every extractor handles them the same way."""
 
 
 class UnreadableImagesWarning(UserWarning):
@@ -39,10 +41,16 @@ def read_rgb(image: ImageLike) -> np.ndarray:
         arr = image
     else:
         path = Path(image)
-        data = np.fromfile(path, dtype=np.uint8) if path.is_file() else None
-        if data is None or data.size == 0:
-            raise UnreadableImageError(f"cannot read image {path}: file is missing or empty")
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        try:  # any failure to open or read (missing, permission denied, a folder, I/O error)
+            data = np.fromfile(path, dtype=np.uint8)
+        except OSError as err:
+            raise UnreadableImageError(f"cannot read image {path}: {err.strerror or err}") from err
+        if data.size == 0:
+            raise UnreadableImageError(f"cannot read image {path}: the file is empty")
+        try:
+            bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        except cv2.error as err:  # some truncated files make a decoder raise, not return None
+            raise UnreadableImageError(f"cannot decode image {path}: {str(err).strip()[:200]}") from err
         if bgr is None:
             raise UnreadableImageError(f"cannot decode image {path}: not a supported image file")
         arr = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

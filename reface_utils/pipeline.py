@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
+import numbers
 import os
+import re
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,7 +27,7 @@ from .datasets import Dataset, DatasetError, canonical_name, load_dataset
 from .enrich import Enrichment, enrich_gallery, enrichment_sweep
 from .face import FaceFeatures, load_face_model
 from .fusion import apply_enrichment, face_distance, fuse, reid_distance, zero_faceless_rows
-from .reid import load_reid_model
+from .reid import available_reid_models, load_reid_model, unreadable_mask
 from .retrieval import EnrichedGallery, FeatureSet, RetrievalConfig, RetrievalResult, default_configs, run_retrieval
 from .video import (
     STREET42_MIN_FRAMES,
@@ -42,7 +46,7 @@ __all__ = ["Settings", "DatasetFeatures", "Evaluation", "PAPER_RESULTS", "PARAME
            "ENRICHMENT_DEFAULTS", "EnrichmentDefaults", "enrichment_defaults_table", "uses_extra_data",
            "compute_features", "run_enrichment", "evaluate", "paper_table", "alpha_sweep",
            "threshold_sweep", "save_results", "project_root", "DEFAULT_THRESHOLDS", "query_scorer",
-           "check_requirements"]
+           "check_requirements", "check_parameters"]
 
 #: Face thresholds per backend. insightface: the reference's published commands (SCRFD
 #: detection score 0.8 when enriching the gallery, 0.7 at inference; ArcFace cosine 0.5).
@@ -222,14 +226,113 @@ PARAMETERS: dict[str, str] = {
 _NOT_PARAMETERS = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 
 
-def settings_for(**parameters: Any) -> Settings:
-    """Settings from notebook parameters; unknown names are an error, not ignored."""
-    unknown = sorted(set(parameters) - set(PARAMETERS))
+def _number(name: str, value: Any, low: float, high: float, *, optional: bool = False) -> float | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise ValueError(f"parameter {name} must be a number in [{low:g}, {high:g}], got {value!r} "
+                         f"({type(value).__name__})")
+    if not low <= float(value) <= high:
+        raise ValueError(f"parameter {name} must lie in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
+def _integer(name: str, value: Any, low: int, *, optional: bool = False) -> int | None:
+    if value is None and optional:
+        return None
+    integral = isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer())
+    if isinstance(value, bool) or not integral or value < low:
+        raise ValueError(f"parameter {name} must be a whole number >= {low}, got {value!r} ({type(value).__name__})")
+    return int(value)
+
+
+def _text(name: str, value: Any, *, optional: bool = False, path: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if path and isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"parameter {name} must be a {'path' if path else 'non-empty text'}, "
+                         f"got {value!r} ({type(value).__name__})")
+    return value.strip()
+
+
+def _choice(name: str, value: Any, choices: list[str]) -> str:
+    text = _text(name, value).lower()
+    if text not in choices:
+        raise ValueError(f"parameter {name} must be one of {choices}, got {value!r}")
+    return text
+
+
+def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Every notebook parameter checked (known name, type, range, spelling) before any work.
+
+    Returns the parameters with names normalised (``dataset="LTCC"`` -> ``"ltcc"``,
+    ``"42street"`` -> ``"street42"``; ``face_model``/``enrichment`` lower-cased; whole
+    floats for integers). Any problem is one ``ValueError`` naming the parameter, the
+    value and what is allowed (``TypeError`` for unknown names, with the closest known
+    one). Parameters not listed here pass through to :class:`Settings`, which checks them.
+    """
+    known = list(PARAMETERS)
+    unknown = sorted(set(parameters) - set(known))
     if unknown:
-        hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, PARAMETERS, 1)) else repr(u)
-                 for u in unknown]
-        raise TypeError(f"unknown parameter(s) {', '.join(hints)}; known: {', '.join(PARAMETERS)}")
-    return Settings(**parameters)
+        hints = [f"{u!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(u, known, 1))
+                 else repr(u) for u in unknown]
+        raise TypeError(f"unknown parameter(s) {', '.join(hints)}; known: {', '.join(known)}")
+    out = dict(parameters)
+    checks = {
+        "dataset": _dataset_name,
+        "data_root": lambda v: _text("data_root", v, optional=True, path=True),
+        "reid_model": _reid_model_name,
+        "reid_checkpoint": lambda v: _text("reid_checkpoint", v, optional=True, path=True),
+        "face_model": lambda v: _choice("face_model", v, sorted(DEFAULT_THRESHOLDS)),
+        "alpha": lambda v: _number("alpha", v, 0.0, 1.0),
+        "det_threshold": lambda v: _number("det_threshold", v, 0.0, 1.0, optional=True),
+        "sim_threshold": lambda v: _number("sim_threshold", v, 0.0, 1.0, optional=True),
+        "enrich_det_threshold": lambda v: _number("enrich_det_threshold", v, 0.0, 1.0, optional=True),
+        "rank_diff": lambda v: _number("rank_diff", v, 0.0, 2.0),  # a difference of cosines
+        "enrichment": lambda v: _choice("enrichment", v, ["append", "min"]),
+        "device": _device,
+        "batch_size": lambda v: _integer("batch_size", v, 1),
+        "num_workers": lambda v: _integer("num_workers", v, 0, optional=True),
+        "results_root": lambda v: _text("results_root", v, optional=True, path=True),
+        "topk": lambda v: _integer("topk", v, 1),
+    }
+    for name, check in checks.items():
+        if name in out:
+            out[name] = check(out[name])
+    for name in ("clothes_changing", "vote_by_track", "extra_data"):  # None: the dataset's default
+        if out.get(name) is not None and not isinstance(out[name], bool):
+            raise ValueError(f"parameter {name} must be True, False or None, got {out[name]!r}")
+    return out
+
+
+def _dataset_name(value: Any) -> str:
+    text = _text("dataset", value)
+    try:
+        return canonical_name(text)
+    except ValueError as err:
+        raise ValueError(f"parameter dataset: {err}") from None
+
+
+def _reid_model_name(value: Any) -> str | None:
+    text = _text("reid_model", value, optional=True)
+    if text is not None and text not in available_reid_models():
+        raise ValueError(f"parameter reid_model must be one of {available_reid_models()} (or a model you "
+                         f"registered with reface_utils.reid.register_reid_model), got {value!r}")
+    return text
+
+
+def _device(value: Any) -> str:
+    text = _text("device", value).lower()
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise ValueError(f"parameter device must be 'auto', 'cpu', 'cuda', 'cuda:<n>' or 'mps', got {value!r}")
+    return text
+
+
+def settings_for(**parameters: Any) -> Settings:
+    """Settings from notebook parameters, all checked first (:func:`check_parameters`)."""
+    return Settings(**check_parameters(parameters))
 
 
 def settings_from_namespace(namespace: Mapping[str, Any], *, own: Sequence[str] = ()) -> Settings:
@@ -255,15 +358,31 @@ def notebook_parameters(settings: Settings) -> dict[str, Any]:
 
 @dataclass(eq=False)
 class DatasetFeatures:
-    """ReID features and face features for every image of ``images`` (same row order)."""
+    """ReID features and face features for every image of ``images`` (same row order).
+
+    ``readable`` (bool N, default all): images that could be read. :meth:`rows` leaves
+    the others out, so they take no part in enrichment, ranking or evaluation, neither as
+    queries nor as gallery entries (a zero feature would tie with every other one).
+    """
 
     images: pd.DataFrame
     reid: np.ndarray
     faces: FaceFeatures
+    readable: np.ndarray | None = None
 
     def rows(self, role: str | tuple[str, ...]) -> np.ndarray:
         roles = (role,) if isinstance(role, str) else role
-        return np.flatnonzero(self.images["role"].isin(roles).to_numpy())
+        keep = self.images["role"].isin(roles).to_numpy()
+        if self.readable is not None:
+            keep = keep & self.readable
+        return np.flatnonzero(keep)
+
+    @property
+    def unreadable_paths(self) -> list[str]:
+        """The images left out because they could not be read."""
+        if self.readable is None:
+            return []
+        return self.images["path"].to_numpy()[~self.readable].tolist()
 
     def feature_set(self, role: str | tuple[str, ...], det_threshold: float) -> FeatureSet:
         idx = self.rows(role)
@@ -335,8 +454,15 @@ def compute_features(dataset: Dataset, settings: Settings, *, progress: bool = T
     reid_features = reid.extract(paths, batch_size=settings.batch_size, num_workers=settings.num_workers,
                                  progress=progress)
     face = load_face_model(settings.face_model)
-    faces = face.extract(paths, progress=progress)
-    return DatasetFeatures(dataset.images.reset_index(drop=True), reid_features, faces)
+    faces, face_unreadable = face.extract_with_status(paths, progress=progress)
+    readable = ~(unreadable_mask(reid_features) | face_unreadable)
+    features = DatasetFeatures(dataset.images.reset_index(drop=True), reid_features, faces, readable)
+    left_out = features.unreadable_paths
+    if left_out:
+        shown = ", ".join(left_out[:5]) + (" ..." if len(left_out) > 5 else "")
+        warnings.warn(f"{len(left_out)} unreadable image(s) are left out of enrichment, ranking and "
+                      f"evaluation (listed in results.json): {shown}", UserWarning, stacklevel=2)
+    return features
 
 
 def _queries(dataset: Dataset) -> tuple[str, ...]:
@@ -387,6 +513,7 @@ class Evaluation:
     table: pd.DataFrame
     retrieval: dict[str, RetrievalResult] = field(default_factory=dict)
     settings: Settings | None = None
+    unreadable: list[str] = field(default_factory=list)  # images left out (could not be read)
 
 
 def _configs(settings: Settings, with_enrichment: bool, alpha: float | None = None) -> list[RetrievalConfig]:
@@ -419,7 +546,27 @@ def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment
         tables.append(table)
         results[role] = result
         offset += len(query)
-    return Evaluation(pd.concat(tables, ignore_index=True), results, settings)
+    table = pd.concat(tables, ignore_index=True)
+    return Evaluation(_mark_not_evaluated(table), results, settings, features.unreadable_paths)
+
+
+#: Why a mode can leave every query unevaluated (the metric is then undefined, not 0).
+_NO_MATCH = {"standard": "has a correct match in the gallery from another camera",
+             "CC": "has a correct match in the gallery in other clothes (clothes-changing)",
+             "SC": "has a correct match in the gallery in the same clothes",
+             "tracklet": "could be scored (too short or an unknown person)"}
+
+
+def _mark_not_evaluated(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows where no query was evaluated: metrics NaN ("n/a" in the CSV), and a ``note``."""
+    table = table.copy()
+    none = (table["evaluated"] == 0).to_numpy()
+    metrics = [c for c in ("top1", "top5", "top10", "top20", "mAP", "image_accuracy") if c in table]
+    table.loc[none, metrics] = np.nan
+    total = (table["evaluated"] + (table["skipped"] if "skipped" in table else 0)).astype(str)
+    reason = table["mode"].map(_NO_MATCH).fillna("could be evaluated in this mode")
+    table["note"] = np.where(none, "not evaluated: none of the " + total + " queries " + reason, "")
+    return table
 
 
 def _evaluate_video(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
@@ -475,7 +622,7 @@ def _evaluate_video(dataset: Dataset, features: DatasetFeatures, enrichment: Enr
         rows.append({"query_set": "query", "config": name, "alpha": alpha, "mode": "tracklet",
                      "top1": result.track_accuracy, "image_accuracy": result.image_accuracy,
                      "evaluated": result.num_scored, "skipped": result.num_too_short + result.num_unknown})
-    return Evaluation(pd.DataFrame(rows), {}, settings)
+    return Evaluation(_mark_not_evaluated(pd.DataFrame(rows)), {}, settings, features.unreadable_paths)
 
 
 def paper_table(dataset: str, evaluation: Evaluation | pd.DataFrame) -> pd.DataFrame:
@@ -722,9 +869,14 @@ def save_results(evaluation: Evaluation, out_dir: str | os.PathLike, *,
     out.mkdir(parents=True, exist_ok=True)
     written = []
     csv = out / "results.csv"
-    _atomic_write(csv, evaluation.table.to_csv(index=False, float_format="%.6f"))
+    # a metric over zero queries is undefined: "n/a" in the CSV, null in the JSON (see "note")
+    _atomic_write(csv, evaluation.table.to_csv(index=False, float_format="%.6f", na_rep="n/a"))
     payload = {"settings": evaluation.settings.to_dict() if evaluation.settings else None,
-               "results": json.loads(evaluation.table.to_json(orient="records")), **(extra or {})}
+               "results": json.loads(evaluation.table.to_json(orient="records")),
+               "unreadable_images": {"count": len(evaluation.unreadable), "paths": list(evaluation.unreadable),
+                                     "note": "left out of enrichment, ranking and evaluation "
+                                             "(as queries and as gallery entries)"},
+               **(extra or {})}
     if dataset is not None and evaluation.settings is not None:
         payload["key"] = _run_key(dataset, evaluation.settings, tuple(PARAMETERS))
     if enrichment is not None:

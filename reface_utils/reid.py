@@ -372,8 +372,18 @@ def load_cal_state_dict(module: nn.Module, checkpoint: str | os.PathLike, *,
         lines.append("Use an official CAL image checkpoint (best_model.pth.tar of LTCC / PRCC / "
                      "LaST ...) or plug your model in with ReIDModel.from_module.")
         raise CheckpointError("\n".join(lines))
+    _require_finite(sd, path)
     module.load_state_dict(sd, strict=True)
     return _sha256_file(path)
+
+
+def _require_finite(sd: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights holding NaN or Inf: every feature would be NaN, every ranking noise."""
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"checkpoint {path} holds NaN or Inf values in {len(bad)} tensor(s) "
+                              f"({_show(bad)}): the file is corrupt or comes from a diverged training "
+                              "run. Download it again or use another checkpoint.")
 
 
 def _resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
@@ -387,6 +397,16 @@ def _resolve_checkpoint(checkpoint: str | os.PathLike) -> Path:
         raise CheckpointError(f"checkpoint {checkpoint!r} is not a file (and the checkpoint "
                               "registry is not available)") from e
     return Path(checkpoints.resolve(checkpoint))
+
+
+def _confirm_registry_file(checkpoint: str | os.PathLike, path: Path) -> None:
+    """The file of a registry name loaded fine: let the registry pin its digest (only now,
+    so that a wrong file is never pinned)."""
+    if Path(checkpoint).expanduser().is_file():
+        return  # a path the user gave: nothing to pin
+    from . import checkpoints
+
+    checkpoints.confirm(os.fspath(checkpoint), path)
 
 
 # --------------------------------------------------------------------------------------
@@ -424,7 +444,7 @@ class _CropDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, bool]:
         try:
             crop = resize_rgb(read_rgb(self.images[index]), self.size)
-        except (OSError, cv2.error, ValueError):  # UnreadableImageError is an OSError
+        except (OSError, cv2.error, ValueError):  # read_rgb raises UnreadableImageError (an OSError)
             return torch.zeros((*self.size, 3), dtype=torch.uint8), False
         if not (crop.flags.writeable and crop.flags.c_contiguous):  # torch wants its own buffer
             crop = np.array(crop, order="C")
@@ -683,8 +703,10 @@ class ReIDModel:
 
         def compute(part: Sequence[ImageLike], bar: Any) -> dict[str, np.ndarray]:
             out = np.zeros((len(part), self.dim), dtype=np.float32)
+            unreadable = np.zeros(len(part), dtype=bool)
             done, pieces = 0, []
             for x, ok in stream.take(part):
+                unreadable[done:done + len(x)] = ~ok.numpy()
                 rows = torch.arange(done, done + len(x))[ok]
                 if len(rows):
                     # results stay on the device until the chunk ends: no sync per batch
@@ -694,7 +716,9 @@ class ReIDModel:
                     bar.update(len(x))
             for rows, feats in pieces:
                 out[rows.numpy()] = feats.cpu().numpy()
-            return {"features": out}
+            # the cache retries "unreadable" rows on every call: a transient failure
+            # (permission denied, then fixed) is not kept as a zero row for good
+            return {"features": out, cache.UNREADABLE: unreadable}
 
         cudnn_benchmark = torch.backends.cudnn.benchmark
         torch.backends.cudnn.benchmark = self.device.type == "cuda"  # fixed input size
@@ -705,7 +729,7 @@ class ReIDModel:
             torch.backends.cudnn.benchmark = cudnn_benchmark
             stream.close()
         features = result["features"].astype(np.float32, copy=False)
-        bad = np.flatnonzero(unreadable_mask(features))
+        bad = np.flatnonzero(result.get(cache.UNREADABLE, unreadable_mask(features)))
         warn_unreadable([describe(images[i], int(i)) for i in bad], f"ReID ({self.name})")
         return features
 
@@ -808,7 +832,9 @@ def _load_cal(checkpoint: str | os.PathLike | None, device: str | torch.device, 
                       "name> of an official CAL model.", RandomWeightsWarning, stacklevel=3)
         weights_id = "random-init:" + _state_dict_sha256(module)[:16]
     else:
-        weights_id = "sha256:" + load_cal_state_dict(module, _resolve_checkpoint(checkpoint), trusted=trusted)
+        path = _resolve_checkpoint(checkpoint)
+        weights_id = "sha256:" + load_cal_state_dict(module, path, trusted=trusted)
+        _confirm_registry_file(checkpoint, path)
     # channels-last: 1.35x faster forward on CPU (oneDNN; measured, BENCHMARKS.md), and the
     # layout tensor cores want on CUDA. MobileNetV2: 1.7x on CPU.
     return ReIDModel(name="cal-resnet50", module=module, dim=CAL_FEATURE_DIM, device=dev,
@@ -831,6 +857,7 @@ def _load_mobilenet(checkpoint: str | os.PathLike | None, device: str | torch.de
     path = Path(checkpoint) if checkpoint is not None else _mobilenet_weights()
     module = MobileNetV2_bottle(input_size=224, width_mult=1.0)  # input_size only asserts % 32
     sd = _extract_state_dict(_torch_load(path, trusted=False), path)
+    _require_finite(sd, path)
     try:
         module.load_state_dict(sd, strict=True)
     except RuntimeError as e:

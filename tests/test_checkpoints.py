@@ -92,19 +92,26 @@ def test_html_page_is_not_a_checkpoint(tmp_path):
         ck.download("toy", home=tmp_path / "home", registry=reg, fetchers=_writer(html, []))
 
 
-def test_unknown_hash_is_pinned_then_enforced(tmp_path):
+def test_unknown_hash_is_pinned_after_the_loader_accepts_it_then_enforced(tmp_path):
     reg = _registry(tmp_path, [_entry(sha=None)])
     home = tmp_path / "home"
     data = _torch_bytes()
     path = ck.download("toy", home=home, registry=reg, fetchers=_writer(data, []))
+    # downloaded, not yet loaded by a model: nothing pinned (a wrong file must never be)
+    assert not ck.lock_path(home).exists()
+    ck.confirm("toy", path, home=home, registry=reg)  # what a loader does once the weights fit
     lock = json.loads(ck.lock_path(home).read_text())
     assert lock == {"toy": hashlib.sha256(data).hexdigest()}
-    # Someone swaps the file: the pinned digest refuses it.
+    # Someone swaps the file: the pinned digest refuses it, naming the entry and the cure.
     buf = io.BytesIO()
     torch.save({"model_state_dict": {"w": torch.zeros(2)}}, buf)
     path.write_bytes(buf.getvalue())
-    with pytest.raises(ck.ChecksumError, match="pinned"):
+    with pytest.raises(ck.ChecksumError, match="pins") as info:
         ck.download("toy", home=home, registry=reg)
+    assert "python -m reface_utils.checkpoints forget toy" in str(info.value)
+    assert str(ck.lock_path(home)) in str(info.value)
+    assert ck.forget("toy", home=home) and ck.read_lock(home) == {}
+    assert ck.download("toy", home=home, registry=reg) == path
 
 
 def test_offline_failure_says_what_where_and_how(tmp_path):

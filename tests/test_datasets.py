@@ -47,7 +47,8 @@ def make_prcc(root: Path) -> None:
 def test_prcc_cameras_and_clothes_rule(tmp_path):
     make_prcc(tmp_path)
     before = snapshot(tmp_path)
-    ds = load_dataset("PRCC", tmp_path)
+    with pytest.warns(datasets.SkippedFilesWarning, match=r"(?s)1 file\(s\) skipped.*notes\.txt"):
+        ds = load_dataset("PRCC", tmp_path)
     assert snapshot(tmp_path) == before  # nothing written into the dataset folder
     assert ds.name == "prcc" and ds.query_roles == ("query_same", "query_diff")
     assert ds.eval_modes == ("standard",) and not ds.is_video
@@ -64,8 +65,11 @@ def test_prcc_cameras_and_clothes_rule(tmp_path):
         (t + "C/003/cropped_rgb001.jpg", 3, 2, 3, ""), (t + "C/010/cropped_rgb007.jpg", 10, 2, 5, "")]
     assert all(os.path.isabs(p) for p in ds.images["path"])
     s = ds.summary()
-    assert s.loc["gallery"].to_dict() == {"images": 4, "ids": 3, "cameras": 1, "outfits": 3}
-    assert s.loc["query_diff"].to_dict() == {"images": 2, "ids": 2, "cameras": 1, "outfits": 2}
+    assert s.loc["gallery"].to_dict() == {"images": 4, "ids": 3, "cameras": 1, "outfits": 3, "skipped": 1}
+    assert s.loc["query_diff"].to_dict() == {"images": 2, "ids": 2, "cameras": 1, "outfits": 2, "skipped": 0}
+    assert ds.file_report.to_dict("records") == [
+        {"path": str(tmp_path / t / "A/010/notes.txt"), "role": "gallery", "action": "skipped",
+         "reason": "not a .jpg file"}]
     with pytest.raises(KeyError, match="several query sets"):
         ds.query
 
@@ -94,7 +98,7 @@ def test_prcc_errors(tmp_path):
 def make_ltcc(root: Path) -> None:
     touch(root, "test/001_1_c1_000001.png", "test/001_1_c2_000002.png", "test/001_2_c3_000003.png",
           "test/002_1_c1_000004.png", "test/010_3_c12_000005.png", "test/readme.txt",
-          "test/._001_1_c1_000001.png",  # a macOS resource fork: hidden, ignored
+          "test/._001_1_c1_000001.png",  # a macOS resource fork: hidden, skipped (and reported)
           "query/001_3_c4_000006.png", "query/002_1_c2_000007.png",
           "train/100_1_c1_000008.png")
 
@@ -115,7 +119,8 @@ def test_ltcc_clothes_keys_and_cameras(tmp_path):
                                  ("query/002_1_c2_000007.png", 2, 1, 3, "")]
     q = ds.query
     assert list(q.index) == [0, 1]
-    assert ds.summary().loc["query"].to_dict() == {"images": 2, "ids": 2, "cameras": 2, "outfits": 2}
+    assert ds.summary().loc["query"].to_dict() == {"images": 2, "ids": 2, "cameras": 2, "outfits": 2,
+                                                   "skipped": 0}
     assert ds.images.dtypes["pid"] == "int64" and ds.images.dtypes["clothes_id"] == "int64"
 
 
@@ -185,7 +190,7 @@ def test_ccvid_tracklets(tmp_path):
         ("session3/001_03/00003.jpg", 1, 15, 1, "session3/001_03"),
         ("session2/002_05/00001.jpg", 2, 5, 2, "session2/002_05")]
     assert ds.summary().loc["query"].to_dict() == {"images": 4, "ids": 2, "cameras": 2, "outfits": 2,
-                                                   "tracklets": 2}
+                                                   "tracklets": 2}  # no "skipped" column: nothing was
 
 
 def test_ccvid_errors(tmp_path):

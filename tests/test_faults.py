@@ -452,7 +452,7 @@ def test_forget_without_a_pin_says_so(tmp_path):
     ({"face_model": "arcface"}, ValueError, r"parameter face_model must be one of \['insightface', 'sface'\]"),
     ({"reid_model": "resnet"}, ValueError,
      r"parameter reid_model must be one of \[.*'cal'.*\] \(or a model you registered .*\), got 'resnet'"),
-    ({"clothes_changing": "yes"}, ValueError, r"parameter clothes_changing must be True or False, got 'yes'"),
+    ({"clothes_changing": "yes"}, ValueError, r"parameter clothes_changing must be True, False or None, got 'yes'"),
 ])
 def test_bad_parameters_fail_before_any_work(tmp_path, params, error, match):
     with pytest.raises(error, match=match):

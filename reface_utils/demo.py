@@ -51,9 +51,9 @@ from typing import Sequence
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .paths import demo_root
+from .progress import progress_bar
 
 __all__ = [
     "DEMO_VERSION", "MANIFEST_NAME", "MANIFEST_COLUMNS", "DEFAULT_SIZE", "VIEWS",
@@ -611,7 +611,7 @@ def _render_plan(plan: pd.DataFrame, folder: Path, seed: int, size: tuple[int, i
     outfits: dict[tuple[int, int], Outfit] = {}
     for split in ("train", "query", "test"):
         (folder / split).mkdir(parents=True, exist_ok=True)
-    for row in tqdm(plan.itertuples(), total=len(plan), desc="demo images", leave=False):
+    for row in progress_bar(plan.itertuples(), total=len(plan), desc="demo images", leave=False):
         person = people.get(row.pid) or _train_identity(row.pid)
         key = (row.pid, row.clothes)
         if key not in outfits:  # one shade of the style per (person, outfit)

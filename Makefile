@@ -41,11 +41,8 @@ clean-results:
 
 # GPU install into the *current* environment (conda env from environment.yml, or Colab,
 # where a CUDA torch is already installed and is kept). The onnxruntime-gpu build must match
-# torch's CUDA major (PyPI: 1.19-1.26 for CUDA 12, 1.27+ for CUDA 13): runtime.py picks it,
-# and --check fails if its CUDA provider still does not load.
+# torch's CUDA major (PyPI: 1.19-1.26 for CUDA 12, 1.27+ for CUDA 13): runtime.py picks it
+# (--gpu-requirement prints it), swaps it in, and --check fails if its CUDA provider does not load.
 gpu:
 	pip install -e '.[test]'
-	requirement="$$(python -m reface_utils.runtime --gpu-requirement)" && \
-	pip uninstall -y onnxruntime onnxruntime-gpu && \
-	pip install --no-deps --force-reinstall "$$requirement"
-	python -m reface_utils.runtime --check
+	python -m reface_utils.runtime --install-gpu

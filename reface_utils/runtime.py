@@ -8,19 +8,21 @@ the CPU (a CPU-only build, or a GPU build for another CUDA major whose provider 
 load: onnxruntime then falls back to the CPU with a log line only).
 
 ``python -m reface_utils.runtime --gpu-requirement`` prints the pip requirement of the
-onnxruntime build that matches torch's CUDA runtime (``make gpu`` installs it).
+onnxruntime build that matches torch's CUDA runtime; ``--install-gpu`` swaps the installed
+onnxruntime for it (unless it is already there) and runs the check (``make gpu``, Colab).
 """
 from __future__ import annotations
 
 import argparse
 import importlib.metadata as md
+import subprocess
 import sys
 import warnings
 from typing import Sequence
 
 __all__ = ["library_versions", "installed_version", "onnxruntime_conflict", "onnx_providers", "torch_device",
            "in_colab", "report", "torch_cuda_version", "onnxruntime_requirement", "session_providers",
-           "cuda_provider_problem", "ONNXRUNTIME_GPU_FOR_CUDA"]
+           "cuda_provider_problem", "ONNXRUNTIME_GPU_FOR_CUDA", "requirement_installed", "install_commands"]
 
 GPU_FIX = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install --no-deps --force-reinstall "
            '"$(python -m reface_utils.runtime --gpu-requirement)"')
@@ -122,6 +124,26 @@ def onnxruntime_requirement(cuda_version: str | None) -> str:
     return ONNXRUNTIME_GPU_FOR_CUDA[major]
 
 
+def requirement_installed(requirement: str) -> bool:
+    """True when the onnxruntime distribution ``requirement`` names is installed in a
+    version it allows, and the other one (CPU/GPU, same module) is not."""
+    from packaging.requirements import Requirement
+
+    wanted = Requirement(requirement)
+    other = "onnxruntime" if wanted.name == "onnxruntime-gpu" else "onnxruntime-gpu"
+    version = installed_version(wanted.name)
+    return (version is not None and wanted.specifier.contains(version, prereleases=True)
+            and installed_version(other) is None)
+
+
+def install_commands(requirement: str, python: str = sys.executable) -> list[list[str]]:
+    """The pip commands that replace whichever onnxruntime is installed by ``requirement``.
+    Both distributions go first (they share the module); --no-deps keeps the rest of the
+    environment (a CUDA torch in particular) as it is."""
+    return [[python, "-m", "pip", "uninstall", "-y", "onnxruntime", "onnxruntime-gpu"],
+            [python, "-m", "pip", "install", "--no-deps", "--force-reinstall", requirement]]
+
+
 def _identity_model() -> bytes:
     """A one-node ONNX model (y = x), built in memory: enough for onnxruntime to load each
     execution provider it is asked for."""
@@ -189,14 +211,26 @@ def main(argv: list[str] | None = None) -> int:
                         help="fail on a broken install (opens a real onnxruntime session)")
     parser.add_argument("--gpu-requirement", action="store_true",
                         help="print the pip requirement of the onnxruntime build matching torch's CUDA")
+    parser.add_argument("--install-gpu", action="store_true",
+                        help="install that build in place of the current onnxruntime, then --check")
     args = parser.parse_args(argv)
-    if args.gpu_requirement:
+    if args.gpu_requirement or args.install_gpu:
         cuda = torch_cuda_version()
+        requirement = onnxruntime_requirement(cuda)
         if cuda is None:
             print("note: torch is a CPU build, so the CPU onnxruntime is the matching one; install a "
                   "CUDA torch first to use the GPU", file=sys.stderr)
-        print(onnxruntime_requirement(cuda))
-        return 0
+        if args.gpu_requirement:
+            print(requirement)
+            return 0
+        if cuda is not None:
+            if requirement_installed(requirement):
+                print(f"{requirement}: already installed")
+            else:
+                for command in install_commands(requirement):
+                    subprocess.run(command, check=True)
+        # A fresh process: this one may hold the onnxruntime that was just replaced.
+        return subprocess.run([sys.executable, "-m", "reface_utils.runtime", "--check"]).returncode
     for key, value in report().items():
         print(f"{key:>16}: {value}")
     problems = [onnxruntime_conflict()]

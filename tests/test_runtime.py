@@ -87,3 +87,46 @@ def test_face_models_use_runtimes_provider_picker(monkeypatch, available, expect
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: available)
     assert face.auto_providers is runtime.onnx_providers
     assert face.auto_providers() == expected
+
+
+def test_requirement_installed_needs_the_right_build_and_no_other(monkeypatch):
+    versions = {"onnxruntime-gpu": "1.26.0", "onnxruntime": None}
+    monkeypatch.setattr(runtime, "installed_version", lambda dist: versions[dist])
+    assert runtime.requirement_installed("onnxruntime-gpu>=1.19,<1.27")
+    assert not runtime.requirement_installed("onnxruntime-gpu>=1.27")          # CUDA 12 build, CUDA 13 torch
+    versions["onnxruntime"] = "1.32.0"                                         # both: they clash
+    assert not runtime.requirement_installed("onnxruntime-gpu>=1.19,<1.27")
+    versions["onnxruntime-gpu"] = None
+    assert runtime.requirement_installed("onnxruntime>=1.17")
+
+
+class _Pip:
+    """Records the commands --install-gpu runs instead of running pip (no network here)."""
+
+    def __init__(self):
+        self.commands = []
+
+    def __call__(self, command, check=False):
+        self.commands.append(command[1:])
+        return runtime.subprocess.CompletedProcess(command, 0)
+
+
+def test_install_gpu_swaps_in_the_matching_build_then_checks(monkeypatch):
+    pip = _Pip()
+    monkeypatch.setattr(runtime.subprocess, "run", pip)
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    assert runtime.main(["--install-gpu"]) == 0
+    assert pip.commands == [["-m", "pip", "uninstall", "-y", "onnxruntime", "onnxruntime-gpu"],
+                            ["-m", "pip", "install", "--no-deps", "--force-reinstall", "onnxruntime-gpu>=1.19,<1.27"],
+                            ["-m", "reface_utils.runtime", "--check"]]
+
+
+def test_install_gpu_leaves_a_matching_install_or_a_cpu_torch_alone(monkeypatch):
+    pip = _Pip()
+    monkeypatch.setattr(runtime.subprocess, "run", pip)
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(runtime, "installed_version", {"onnxruntime-gpu": "1.31.1", "onnxruntime": None}.get)
+    runtime.main(["--install-gpu"])
+    monkeypatch.setattr(torch.version, "cuda", None)
+    runtime.main(["--install-gpu"])
+    assert pip.commands == [["-m", "reface_utils.runtime", "--check"]] * 2

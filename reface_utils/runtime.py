@@ -33,9 +33,10 @@ GPU_FIX = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install --no-dep
 #: (https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html): PyPI wheels
 #: up to 1.18 are CUDA 11.8 / cuDNN 8, "starting with version 1.19, CUDA 12.x becomes the
 #: default ... in PyPI" (cuDNN 9); and the wheels' own metadata (`pip install --dry-run
-#: --report`): the "cuda" extra of 1.19 .. 1.26.0 requires nvidia-*-cu12, of 1.27.0 .. 1.31.1
-#: nvidia-*-cu13 (CUDA 13 builds, cuDNN 9). The CUDA 12 builds of 1.27+ live only on
-#: Microsoft's own feed (microsoft/onnxruntime#27944), so PyPI's CUDA 12 line stops at 1.26.
+#: --report`): the "cuda" extra of 1.19.0 .. 1.26.0 requires CUDA 12 packages (nvidia-*-cu12
+#: ~=12.0), of 1.27.0 .. 1.31.1 (the newest checked) CUDA 13 ones (nvidia-*-cu13 / nvidia-*
+#: ~=13.0), cuDNN 9 in both. So PyPI's CUDA 12 line ends at 1.26; a newer CUDA 12 build has
+#: to come from Microsoft's own package feeds (see the ORT install docs).
 #: cuDNN must match too: torch >= 2.4 ships cuDNN 9 (fine for CUDA 12/13); a CUDA 11 torch
 #: >= 2.4 also ships cuDNN 9, which the CUDA 11 wheels (cuDNN 8) cannot use: ``--check``
 #: catches that case.

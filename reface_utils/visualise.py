@@ -179,7 +179,9 @@ def show_ranks(ranks: np.ndarray, query: pd.DataFrame, gallery: pd.DataFrame, ro
             boxes = np.concatenate([boxes, extra])
     pids = columns["pid"].to_numpy()
     correct = pids[ranked] == query["pid"].to_numpy()[rows, None]
-    via = np.zeros(ranked.shape, bool) if via_enriched is None else np.asarray(via_enriched, bool).reshape(ranked.shape)
+    via = np.zeros(ranked.shape, bool) if via_enriched is None else np.asarray(via_enriched, bool)[:, :ranked.shape[1]]
+    if via.shape != ranked.shape:
+        raise ValueError(f"via_enriched has shape {via.shape}, expected {ranked.shape} (rows x k)")
     via = via | columns["enriched"].to_numpy(bool)[ranked]
     records = columns.to_dict("records")
     gallery_titles = [[_label(records[g], f"#{rank + 1}") for rank, g in enumerate(line)] for line in ranked]

@@ -139,7 +139,9 @@ def test_show_ranks_titles_colours_and_appended_samples(labelled, images):
     ranks[2] = [5, 0, 1, 2, 3]  # column 5 = the first appended sample
     samples = pd.DataFrame({"query_index": [6], "gallery_index": [0], "pid": [1]})
     appended = vis.appended_samples(samples, query)
-    fig = vis.show_ranks(ranks, query, gallery, [2, 5], k=3, appended=appended,
+    via = np.zeros((2, 5), bool)
+    via[1, 2] = True  # "min" enrichment lowered query 5's third-ranked distance
+    fig = vis.show_ranks(ranks, query, gallery, [2, 5], k=3, appended=appended, via_enriched=via,
                          gallery_boxes=np.zeros((5, 4)), suptitle="test")
     axes = np.array(fig.axes).reshape(2, 4)
     titles = [[ax.get_title() for ax in row] for row in axes]
@@ -148,6 +150,7 @@ def test_show_ranks_titles_colours_and_appended_samples(labelled, images):
     assert titles[1][0] == "query 5: pid 4\ncam 2 cl 41" and titles[1][3] == "#3 pid 4\ncam 0 cl 40"
     assert any(t.get_text() == "E" for t in axes[0, 1].texts)
     assert not any(t.get_text() == "E" for t in axes[0, 2].texts)
+    assert [any(t.get_text() == "E" for t in ax.texts) for ax in axes[1, 1:]] == [False, False, True]
     green, red = (0x1a / 255, 0x98 / 255, 0x50 / 255), (0xd7 / 255, 0x30 / 255, 0x27 / 255)
     assert axes[0, 2].spines["top"].get_edgecolor()[:3] == pytest.approx(green)
     assert axes[0, 3].spines["top"].get_edgecolor()[:3] == pytest.approx(red)

@@ -52,9 +52,9 @@ clean-results:
 	rm -rf results
 
 # GPU install into the *current* environment (conda env from environment.yml, or Colab,
-# where a CUDA torch is already installed and is kept).
+# where a CUDA torch is already installed and is kept). The onnxruntime-gpu build must match
+# torch's CUDA major (PyPI: 1.19-1.26 for CUDA 12, 1.27+ for CUDA 13): runtime.py picks it
+# (--gpu-requirement prints it), swaps it in, and --check fails if its CUDA provider does not load.
 gpu:
 	pip install -e '.[notebooks]'
-	pip uninstall -y onnxruntime
-	pip install --no-deps --force-reinstall 'onnxruntime-gpu>=1.17'
-	python -m reface_utils.runtime --check
+	python -m reface_utils.runtime --install-gpu

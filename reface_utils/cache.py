@@ -32,10 +32,10 @@ from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .images import ImageLike
 from .paths import features_cache_dir
+from .progress import progress_bar
 
 __all__ = ["cached_features", "cache_entry_dir", "fingerprint", "DEFAULT", "CacheChunkWarning",
            "UNREADABLE"]
@@ -219,7 +219,7 @@ def cached_features(model_key: Mapping[str, Any], images: Sequence[ImageLike],
 
     chunks: list[Mapping[str, np.ndarray]] = []
     keys: Collection[str] | None = None
-    with tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+    with progress_bar(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for number, start in enumerate(range(0, n, chunk_size)):
             part = images[start:start + chunk_size]
             path = entry / f"chunk_{number:05d}_{chunk_size}.npz" if entry is not None else None

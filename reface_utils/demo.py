@@ -51,9 +51,9 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .paths import demo_root
+from .progress import progress_bar
 
 __all__ = [
     "DEMO_VERSION", "MANIFEST_NAME", "MANIFEST_COLUMNS", "DEFAULT_SIZE", "VIEWS",
@@ -612,7 +612,7 @@ def render_plan(plan: pd.DataFrame, folder: Path, seed: int, size: tuple[int, in
     people = {i.pid: i for i in load_identities()}
     style_by_name = {s.style: s for s in OUTFIT_STYLES}
     outfits: dict[tuple[int, int], Outfit] = {}
-    for row in tqdm(plan.itertuples(), total=len(plan), desc="demo images", leave=False):
+    for row in progress_bar(plan.itertuples(), total=len(plan), desc="demo images", leave=False):
         person = people.get(row.pid) or _train_identity(row.pid)
         key = (row.pid, row.clothes)
         if key not in outfits:  # one shade of the style per (person, outfit)

@@ -44,7 +44,7 @@ import numpy as np
 
 from . import cache
 from .images import ImageLike, UnreadableImageError, describe, read_rgb, warn_unreadable
-from .runtime import library_versions
+from .runtime import library_versions, onnx_providers
 
 __all__ = ["FaceFeatures", "FaceModel", "SFaceModel", "InsightFaceModel", "load_face_model",
            "FACE_MODELS", "auto_providers"]
@@ -166,13 +166,7 @@ _FIELDS = ("has_face", "det_score", "bbox", "kps", "embedding")
 
 
 # --------------------------------------------------------------------------- helpers
-def auto_providers() -> list[str]:
-    """CUDA first when this onnxruntime build has it, CPU otherwise."""
-    import onnxruntime
-    available = onnxruntime.get_available_providers()
-    if "CUDAExecutionProvider" in available:
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    return ["CPUExecutionProvider"]
+auto_providers = onnx_providers  # the package's one provider picker (runtime.py): CUDA first when built in
 
 
 @functools.lru_cache(maxsize=32)

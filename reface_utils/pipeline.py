@@ -743,21 +743,23 @@ def retrieval_figure(dataset: Dataset, features: DatasetFeatures, enrichment: En
     query, gallery = features.images.iloc[q_idx], features.images.iloc[g_idx]
     ranks = results.ranks[role]
     config = "fused+enriched" if "fused+enriched" in ranks else "fused"
+    enriched = config == "fused+enriched" and enrichment is not None
     chosen = visualise.pick_queries(query, gallery, num_queries)
-    ranked = ranks[config][chosen, :k]
-    g_pid, g_cam, g_clo = (gallery[c].to_numpy() for c in ("pid", "camid", "clothes_id"))
-    correct = g_pid[ranked] == query["pid"].to_numpy()[chosen, None]
-    score = query_scorer(dataset, features, enrichment, settings, role)
-    via = np.stack([score(int(q), settings.alpha, config == "fused+enriched")[1][ranked[i]]
-                    for i, q in enumerate(chosen)]) if len(chosen) else np.zeros((0, k), bool)
-    q_titles = [f"pid {r.pid} cam {r.camid}\nclothes {r.clothes_id}" for r in query.iloc[chosen].itertuples()]
-    g_titles = [[f"{g_pid[j]} c{g_cam[j]} o{g_clo[j]}" for j in row] for row in ranked]
-    return visualise.show_retrieval(
-        query["path"].to_numpy()[chosen], gallery["path"].tolist(), ranked, correct,
-        query_boxes=_boxes(features, q_idx, settings.det_threshold)[chosen],
+    appended = via = None
+    if enriched and settings.enrichment == "append":
+        s_idx = features.rows(_queries(dataset))
+        appended = visualise.appended_samples(enrichment.samples, features.images.iloc[s_idx],
+                                              _boxes(features, s_idx, settings.det_threshold))
+    elif enriched:
+        score = query_scorer(dataset, features, enrichment, settings, role)
+        top = ranks[config][chosen, :k]
+        via = np.stack([score(int(q), settings.alpha, True)[1][top[i]] for i, q in enumerate(chosen)]) \
+            if len(chosen) else None
+    return visualise.show_ranks(
+        ranks[config], query, gallery, chosen, k=k, appended=appended,
+        query_boxes=_boxes(features, q_idx, settings.det_threshold),
         gallery_boxes=_boxes(features, g_idx, settings.det_threshold), via_enriched=via,
-        query_titles=q_titles, gallery_titles=g_titles,
-        suptitle=f"{settings.dataset} {role}: {config}, alpha={settings.alpha} (titles: pid, camera, outfit)")
+        suptitle=f"{settings.dataset} {role}: {config}, alpha={settings.alpha}")
 
 
 def retrieval_browser(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,

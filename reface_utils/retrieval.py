@@ -38,7 +38,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .fusion import (
     CameraIndex,
@@ -51,6 +50,7 @@ from .fusion import (
     reid_distance,
 )
 from .metrics import ENRICHED_CAMID, EvalResult, MetricAccumulator
+from .progress import progress_bar
 
 __all__ = [
     "FeatureSet",
@@ -297,7 +297,7 @@ def run_retrieval(
     mixed = any(c.enrichment is not None or 0.0 < c.alpha < 1.0 for c in configs)
     work_buf = np.empty((block_size, max(width, face_width)), np.float32) if mixed else None
 
-    for start in tqdm(range(0, n_query, block_size), desc="retrieval", unit="block", disable=not progress):
+    for start in progress_bar(range(0, n_query, block_size), desc="retrieval", unit="block", disable=not progress):
         rows = order[start:start + block_size]
         nb = len(rows)
         q_reid = query.reid[rows]

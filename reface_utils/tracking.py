@@ -44,9 +44,9 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, runtim
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .images import UnreadableImageError, read_rgb, warn_unreadable
+from .progress import progress_bar
 
 __all__ = [
     "VIDEO_SUFFIXES", "FRAME_SUFFIXES", "DETECTION_COLUMNS", "TRACKERS",
@@ -213,7 +213,7 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], *, fps: f
     writer = None
     size = None
     try:
-        for frame in tqdm(frames, total=total, desc=desc, unit="frame", leave=False, disable=not progress):
+        for frame in progress_bar(frames, total=total, desc=desc, unit="frame", leave=False, disable=not progress):
             frame = np.asarray(frame)
             if frame.ndim != 3 or frame.shape[2] != 3:
                 raise ValueError(f"{path}: frames must be H x W x 3 RGB, got shape {frame.shape}")
@@ -526,7 +526,7 @@ def track_video(source: str | os.PathLike, *, detector: PersonDetector | None = 
         _clear_crops(out)
     rows: list[tuple] = []
     seen: dict[int, int] = {}
-    bar = tqdm(total=info.frame_count or None, desc=f"tracking {name}", unit="frame", disable=not progress)
+    bar = progress_bar(total=info.frame_count or None, desc=f"tracking {name}", unit="frame", disable=not progress)
     try:
         for index, frame in iter_frames(info.path):
             boxes, scores = detector.detect(frame)

@@ -40,7 +40,8 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+
+from .progress import progress_bar
 
 __all__ = [
     "TrackScores",
@@ -204,7 +205,7 @@ def track_identity_scores(
     sims = np.empty((block_size, width), np.float32)
     grouped = np.empty((block_size, width), np.float32)
     enriched_feats = source[enriched.frame_index] if n_e else None
-    for start in tqdm(range(0, n_q, block_size), desc="tracklet scores", unit="block", disable=not progress):
+    for start in progress_bar(range(0, n_q, block_size), desc="tracklet scores", unit="block", disable=not progress):
         idx = frame_order[start:start + block_size]
         nb = len(idx)
         block = query[idx]

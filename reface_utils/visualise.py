@@ -16,8 +16,8 @@ from matplotlib.patches import Rectangle
 
 from .images import read_rgb
 
-__all__ = ["visible_boxes", "pick_queries", "show_retrieval", "show_enriched_examples", "plot_cmc", "plot_alpha_sweep",
-           "plot_threshold_sweep", "RetrievalBrowser", "top_k"]
+__all__ = ["visible_boxes", "show_retrieval", "show_enriched_examples", "plot_cmc", "plot_alpha_sweep",
+           "plot_threshold_sweep", "RetrievalBrowser", "top_k", "pick_queries", "appended_samples", "show_ranks"]
 
 CORRECT, WRONG, FACE, ENRICHED = "#1a9850", "#d73027", "#fee08b", "#4575b4"
 
@@ -56,17 +56,6 @@ def _image_axis(ax, path: str, *, border: str | None = None, box=None, badge: st
         ax.set_title(title, fontsize=8)
 
 
-def pick_queries(query: pd.DataFrame, gallery: pd.DataFrame, n: int) -> np.ndarray:
-    """Up to ``n`` query rows to show, one per identity (identities in sorted order):
-    the first clothes-changing query (its outfit is not in that person's gallery) of
-    each, else its first query. Needs columns ``pid`` and ``clothes_id``."""
-    q = query.reset_index(drop=True)
-    seen = set(zip(gallery["pid"], gallery["clothes_id"]))
-    changing = np.array([(p, c) not in seen for p, c in zip(q["pid"], q["clothes_id"])], bool)
-    order = q.assign(_cc=~changing, _row=np.arange(len(q))).sort_values(["pid", "_cc", "_row"], kind="stable")
-    return order.drop_duplicates("pid")["_row"].to_numpy()[:n]
-
-
 def show_retrieval(query_paths: Sequence[str], gallery_paths: Sequence[str], ranked: np.ndarray,
                    correct: np.ndarray, *, query_boxes: np.ndarray | None = None,
                    gallery_boxes: np.ndarray | None = None,
@@ -102,6 +91,108 @@ def show_retrieval(query_paths: Sequence[str], gallery_paths: Sequence[str], ran
     return fig
 
 
+def pick_queries(query: pd.DataFrame, gallery: pd.DataFrame, n: int | None = None) -> np.ndarray:
+    """Rows of ``query`` (positions) to show in a retrieval figure: one query per identity,
+    preferring clothes-changing ones, deterministic.
+
+    Within an identity the first query (in table order) of the best tier is taken:
+    0 = clothes-changing (its ``clothes_id`` is known and none of that pid's gallery images
+    wear it), 1 = same clothes as some gallery image of its pid, 2 = its pid has no
+    gallery image. Identities are then listed by that tier, then by pid; ``n`` keeps the
+    first n. Both tables need ``pid`` and ``clothes_id`` (-1: unknown clothes).
+    """
+    for name, table in (("query", query), ("gallery", gallery)):
+        missing = {"pid", "clothes_id"} - set(table.columns)
+        if missing:
+            raise ValueError(f"{name} table lacks the column(s) {sorted(missing)} (columns: {list(table.columns)})")
+    pairs = pd.MultiIndex.from_frame(query[["pid", "clothes_id"]].reset_index(drop=True))
+    gallery_pairs = pd.MultiIndex.from_frame(gallery[["pid", "clothes_id"]].drop_duplicates())
+    in_gallery = query["pid"].isin(gallery["pid"]).to_numpy()
+    clothes_changing = in_gallery & (query["clothes_id"].to_numpy() >= 0) & ~pairs.isin(gallery_pairs)
+    candidates = pd.DataFrame({"row": np.arange(len(query)), "pid": query["pid"].to_numpy(),
+                               "tier": np.where(clothes_changing, 0, np.where(in_gallery, 1, 2))})
+    chosen = (candidates.sort_values(["pid", "tier", "row"], kind="stable")
+              .drop_duplicates("pid").sort_values(["tier", "pid"], kind="stable"))
+    rows = chosen["row"].to_numpy(np.int64)
+    return rows if n is None else rows[:n]
+
+
+def appended_samples(samples: pd.DataFrame, sources: pd.DataFrame,
+                     boxes: np.ndarray | None = None) -> pd.DataFrame:
+    """The appended gallery columns of the "append" enrichment, for :func:`show_ranks`.
+
+    ``samples`` is the enrichment table (``query_index``, ``pid``; row e is gallery column
+    G + e of the saved ranks), ``sources`` the query images it indexes (all query sets,
+    concatenated, as in ``pipeline.run_enrichment``), ``boxes`` their face boxes. A sample
+    shows its query's image and carries the pid it was given (what the metrics count).
+    """
+    index = samples["query_index"].to_numpy(np.int64)
+    if len(index) and (index.min() < 0 or index.max() >= len(sources)):
+        raise ValueError(f"enrichment query_index must lie in 0..{len(sources) - 1} (the query images given)")
+    table = pd.DataFrame({"path": sources["path"].to_numpy()[index], "pid": samples["pid"].to_numpy(),
+                          "camid": -1, "clothes_id": -1, "enriched": True})
+    if boxes is not None:
+        table["box"] = list(np.asarray(boxes, float)[index])
+    return table
+
+
+def _label(row: Mapping, head: str) -> str:
+    """Two title lines: what the image is, then its labels (pid / camera / clothes)."""
+    if row.get("enriched", False):
+        return f"{head} pid {row['pid']}\nenriched"
+    clothes = row.get("clothes_id", -1)
+    return f"{head} pid {row['pid']}\ncam {row['camid']} cl {clothes if clothes >= 0 else '?'}"
+
+
+def show_ranks(ranks: np.ndarray, query: pd.DataFrame, gallery: pd.DataFrame, rows: Sequence[int], *,
+               k: int = 8, appended: pd.DataFrame | None = None,
+               query_boxes: np.ndarray | None = None, gallery_boxes: np.ndarray | None = None,
+               via_enriched: np.ndarray | None = None, suptitle: str | None = None) -> Figure:
+    """The retrieval figure from saved ranks: for each query row in ``rows``, its top-k.
+
+    ``ranks`` (Q x K) are gallery columns per query of ``query``, best first, as saved in
+    ``ranks_<role>.npz`` (``RetrievalResult.topk[config]``). Columns >= len(gallery) are the
+    appended enriched samples of the "append" formulation: pass them as ``appended`` (see
+    :func:`appended_samples`); they are marked "E". ``via_enriched`` (len(rows) x k) marks
+    gallery entries whose distance came from an enriched sample ("min" formulation).
+    Titles give pid / camera / clothes; green frames: same pid as the query.
+    ``query_boxes`` and ``gallery_boxes`` are indexed like ``query`` and ``gallery``.
+    """
+    ranks = np.asarray(ranks)
+    rows = np.asarray(rows, np.int64).ravel()
+    if ranks.ndim != 2 or len(ranks) != len(query):
+        raise ValueError(f"ranks has shape {ranks.shape}, expected ({len(query)}, K): one row per query")
+    if len(rows) and (rows.min() < 0 or rows.max() >= len(query)):
+        raise ValueError(f"rows must lie in 0..{len(query) - 1}")
+    ranked = ranks[rows, :min(k, ranks.shape[1])]
+    columns = gallery.reset_index(drop=True).assign(enriched=False)
+    boxes = None if gallery_boxes is None else np.asarray(gallery_boxes, float)
+    n_columns = len(columns) + (len(appended) if appended is not None else 0)
+    if ranked.size and ranked.max() >= n_columns:
+        raise ValueError(f"ranks refer to gallery column {int(ranked.max())} but there are {len(columns)} gallery "
+                         f"images and {n_columns - len(columns)} appended samples: pass the enrichment's appended "
+                         "samples (visualise.appended_samples) for ranks saved with enrichment='append'")
+    if appended is not None and len(appended):
+        columns = pd.concat([columns, appended.drop(columns="box", errors="ignore")], ignore_index=True)
+        if boxes is not None:
+            extra = np.stack(appended["box"].to_numpy()) if "box" in appended else np.full((len(appended), 4), np.nan)
+            boxes = np.concatenate([boxes, extra])
+    pids = columns["pid"].to_numpy()
+    correct = pids[ranked] == query["pid"].to_numpy()[rows, None]
+    via = np.zeros(ranked.shape, bool) if via_enriched is None else np.asarray(via_enriched, bool)[:, :ranked.shape[1]]
+    if via.shape != ranked.shape:
+        raise ValueError(f"via_enriched has shape {via.shape}, expected {ranked.shape} (rows x k)")
+    via = via | columns["enriched"].to_numpy(bool)[ranked]
+    records = columns.to_dict("records")
+    gallery_titles = [[_label(records[g], f"#{rank + 1}") for rank, g in enumerate(line)] for line in ranked]
+    query_records = query.reset_index(drop=True).to_dict("records")
+    query_titles = [_label(query_records[r], f"query {r}:") for r in rows]
+    return show_retrieval(query["path"].to_numpy()[rows], columns["path"].tolist(), ranked, correct,
+                          query_boxes=None if query_boxes is None else np.asarray(query_boxes)[rows],
+                          gallery_boxes=boxes, via_enriched=via, query_titles=query_titles,
+                          gallery_titles=gallery_titles, suptitle=suptitle)
+
+
 def show_enriched_examples(samples: pd.DataFrame, query_paths: Sequence[str],
                            gallery_paths: Sequence[str], *, n: int = 6,
                            query_boxes: np.ndarray | None = None,
@@ -134,9 +225,14 @@ def show_enriched_examples(samples: pd.DataFrame, query_paths: Sequence[str],
     return fig
 
 
+def _legend_below(ax, ncol: int = 2) -> None:
+    """The legend under the axes, so that it never covers a curve."""
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, frameon=False)
+
+
 def plot_cmc(cmcs: Mapping[str, np.ndarray], *, max_rank: int = 20, title: str = "CMC") -> Figure:
-    """CMC curves (rank 1..max_rank), one line per configuration."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    """CMC curves (rank 1..max_rank), one line per configuration; the legend sits below."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
     for name, cmc in cmcs.items():
         cmc = np.asarray(cmc)[:max_rank]
         ax.plot(np.arange(1, len(cmc) + 1), 100 * cmc, marker=".", label=name)
@@ -145,43 +241,59 @@ def plot_cmc(cmcs: Mapping[str, np.ndarray], *, max_rank: int = 20, title: str =
     ax.set_title(title)
     ax.set_ylim(0, 100)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _legend_below(ax)
     fig.tight_layout()
     return fig
 
 
-def plot_alpha_sweep(sweep: pd.DataFrame, *, title: str = "ReID/face fusion weight") -> Figure:
-    """top-1 and mAP against alpha (columns: alpha, top1, mAP, optional config)."""
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+def _sweep_axes(ax, *, xlabel: str, ylabel: str, title: str, chosen: float | None, name: str,
+                ylabel_color: str | None = None) -> None:
+    """Shared set-up of the sweep plots: labels, grid, and the chosen value marked by a
+    dotted vertical line labelled with its value."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel, **({"color": ylabel_color} if ylabel_color else {}))
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if chosen is not None:
+        ax.axvline(chosen, color="0.25", ls=":", lw=1.5, label=f"chosen {name}")
+        right_half = chosen > np.mean(ax.get_xlim())  # label on the side with room
+        ax.annotate(f"{name} = {chosen:g}", xy=(chosen, 1), xycoords=("data", "axes fraction"),
+                    xytext=(-3 if right_half else 3, -3), textcoords="offset points",
+                    ha="right" if right_half else "left", va="top", fontsize=8, color="0.25")
+
+
+def plot_alpha_sweep(sweep: pd.DataFrame, *, title: str = "ReID/face fusion weight",
+                     chosen: float | None = None) -> Figure:
+    """top-1 and mAP against alpha (columns: alpha, top1, mAP, optional config);
+    ``chosen``: the alpha in use, marked by a vertical line."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
     groups = sweep.groupby("config") if "config" in sweep else [("", sweep)]
     for name, part in groups:
         part = part.sort_values("alpha")
         suffix = f" ({name})" if name else ""
         ax.plot(part["alpha"], 100 * part["top1"], marker="o", label=f"top-1{suffix}")
         ax.plot(part["alpha"], 100 * part["mAP"], marker="s", ls="--", label=f"mAP{suffix}")
-    ax.set_xlabel("alpha (1 = ReID only, 0 = face only)")
-    ax.set_ylabel("%")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _sweep_axes(ax, xlabel="alpha (1 = ReID only, 0 = face only)", ylabel="%", title=title,
+                chosen=chosen, name="alpha")
+    _legend_below(ax)
     fig.tight_layout()
     return fig
 
 
-def plot_threshold_sweep(sweep: pd.DataFrame, *, title: str = "Enrichment threshold") -> Figure:
-    """Enriched count and precision against the face similarity threshold."""
+def plot_threshold_sweep(sweep: pd.DataFrame, *, title: str = "Enrichment threshold",
+                         chosen: float | None = None) -> Figure:
+    """Enriched count and precision against the face similarity threshold;
+    ``chosen``: the threshold in use, marked by a vertical line."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(sweep["threshold"], sweep["enriched"], marker="o", color=ENRICHED, label="enriched samples")
-    ax.set_xlabel("face similarity threshold")
-    ax.set_ylabel("enriched samples", color=ENRICHED)
+    _sweep_axes(ax, xlabel="face similarity threshold", ylabel="enriched samples", title=title,
+                chosen=chosen, name="threshold", ylabel_color=ENRICHED)
     if "precision" in sweep:
         twin = ax.twinx()
         twin.plot(sweep["threshold"], 100 * sweep["precision"], marker="s", color=CORRECT,
                   label="precision")
         twin.set_ylabel("precision (%)", color=CORRECT)
         twin.set_ylim(0, 105)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

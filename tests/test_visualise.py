@@ -57,6 +57,108 @@ def test_sweeps_and_cmc_plot_what_they_are_given():
     plt.close(fig)
 
 
+def _legend_clear_of_axes(fig, ax, legend):
+    fig.canvas.draw()
+    box, axes_box, figure_box = (legend.get_window_extent(), ax.get_window_extent(), fig.bbox)
+    return not box.overlaps(axes_box) and figure_box.x0 <= box.x0 and box.x1 <= figure_box.x1 \
+        and figure_box.y0 <= box.y0
+
+
+def test_cmc_and_alpha_sweep_legends_sit_outside_the_curves():
+    cmcs = {name: np.linspace(0.2, 1, 30) for name in
+            ("ReID", "face", "fused", "fused+enriched", "fused+enriched (own copy left out)")}
+    fig = vis.plot_cmc(cmcs)
+    ax = fig.axes[0]
+    assert len(ax.get_legend().get_texts()) == 5 and _legend_clear_of_axes(fig, ax, ax.get_legend())
+    plt.close(fig)
+    sweep = pd.DataFrame({"alpha": [0, 0.5, 1] * 2, "top1": [0.1, 0.6, 0.3] * 2, "mAP": [0.1, 0.4, 0.2] * 2,
+                          "config": ["fused"] * 3 + ["fused+enriched"] * 3})
+    fig = vis.plot_alpha_sweep(sweep, chosen=0.75)
+    ax = fig.axes[0]
+    assert _legend_clear_of_axes(fig, ax, ax.get_legend())
+    plt.close(fig)
+
+
+def _marks(ax):
+    """x positions of vertical lines (constant x, spanning the axes) and the texts."""
+    lines = [line for line in ax.get_lines() if len(set(np.atleast_1d(line.get_xdata()))) == 1
+             and line.get_transform().contains_branch_seperately(ax.transData) == (True, False)]
+    return [float(np.atleast_1d(line.get_xdata())[0]) for line in lines], [t.get_text() for t in ax.texts]
+
+
+def test_sweeps_mark_the_chosen_value():
+    sweep = pd.DataFrame({"alpha": [0, 0.5, 1], "top1": [0.1, 0.6, 0.3], "mAP": [0.1, 0.4, 0.2]})
+    fig = vis.plot_alpha_sweep(sweep, chosen=0.75)
+    xs, texts = _marks(fig.axes[0])
+    assert xs == [0.75] and "alpha = 0.75" in texts
+    assert "chosen alpha" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    plt.close(fig)
+    fig = vis.plot_threshold_sweep(pd.DataFrame({"threshold": [0.3, 0.5, 0.7], "enriched": [9, 4, 1],
+                                                 "precision": [0.5, 0.8, 1.0]}), chosen=0.5)
+    xs, texts = _marks(fig.axes[0])
+    assert xs == [0.5] and "threshold = 0.5" in texts
+    plt.close(fig)
+    fig = vis.plot_alpha_sweep(sweep)  # nothing chosen: nothing marked
+    assert _marks(fig.axes[0]) == ([], [])
+    plt.close(fig)
+
+
+@pytest.fixture()
+def labelled():
+    """A hand-made query/gallery split: pid 1 has a same-clothes query first and a
+    clothes-changing one later; pid 2 only same-clothes queries; pid 3 has no gallery
+    image; pid 4 a clothes-changing query; pid 5 unknown clothes (-1)."""
+    query = pd.DataFrame({"pid": [1, 2, 1, 3, 2, 4, 1, 5],
+                          "camid": [1, 1, 2, 1, 2, 2, 2, 1],
+                          "clothes_id": [10, 20, 11, 30, 20, 41, 12, -1]})
+    gallery = pd.DataFrame({"pid": [1, 2, 4, 4, 5], "camid": [0, 0, 0, 0, 0],
+                            "clothes_id": [10, 20, 40, 42, 50]})
+    return query, gallery
+
+
+def test_pick_queries_one_per_identity_clothes_changing_first(labelled):
+    query, gallery = labelled
+    rows = vis.pick_queries(query, gallery)
+    # pid 1: row 2 (first CC; row 0 wears gallery clothes), pid 4: row 5 (CC); then pid 2 (row 1,
+    # same clothes), pid 5 (row 7, clothes unknown: not counted as CC); pid 3 last (no gallery).
+    np.testing.assert_array_equal(rows, [2, 5, 1, 7, 3])
+    assert query["pid"].to_numpy()[rows].tolist() == [1, 4, 2, 5, 3]
+    np.testing.assert_array_equal(vis.pick_queries(query, gallery, 2), [2, 5])
+    shuffled = query.sample(frac=1, random_state=0)
+    again = vis.pick_queries(shuffled, gallery)
+    assert shuffled["pid"].to_numpy()[again].tolist() == [1, 4, 2, 5, 3]  # same identities, same order
+    with pytest.raises(ValueError, match="clothes_id"):
+        vis.pick_queries(query.drop(columns="clothes_id"), gallery)
+
+
+def test_show_ranks_titles_colours_and_appended_samples(labelled, images):
+    query, gallery = labelled
+    query = query.assign(path=(images * 2)[:len(query)])
+    gallery = gallery.assign(path=images[:len(gallery)])
+    ranks = np.tile(np.arange(5), (len(query), 1))
+    ranks[2] = [5, 0, 1, 2, 3]  # column 5 = the first appended sample
+    samples = pd.DataFrame({"query_index": [6], "gallery_index": [0], "pid": [1]})
+    appended = vis.appended_samples(samples, query)
+    via = np.zeros((2, 5), bool)
+    via[1, 2] = True  # "min" enrichment lowered query 5's third-ranked distance
+    fig = vis.show_ranks(ranks, query, gallery, [2, 5], k=3, appended=appended, via_enriched=via,
+                         gallery_boxes=np.zeros((5, 4)), suptitle="test")
+    axes = np.array(fig.axes).reshape(2, 4)
+    titles = [[ax.get_title() for ax in row] for row in axes]
+    assert titles[0] == ["query 2: pid 1\ncam 2 cl 11", "#1 pid 1\nenriched", "#2 pid 1\ncam 0 cl 10",
+                         "#3 pid 2\ncam 0 cl 20"]
+    assert titles[1][0] == "query 5: pid 4\ncam 2 cl 41" and titles[1][3] == "#3 pid 4\ncam 0 cl 40"
+    assert any(t.get_text() == "E" for t in axes[0, 1].texts)
+    assert not any(t.get_text() == "E" for t in axes[0, 2].texts)
+    assert [any(t.get_text() == "E" for t in ax.texts) for ax in axes[1, 1:]] == [False, False, True]
+    green, red = (0x1a / 255, 0x98 / 255, 0x50 / 255), (0xd7 / 255, 0x30 / 255, 0x27 / 255)
+    assert axes[0, 2].spines["top"].get_edgecolor()[:3] == pytest.approx(green)
+    assert axes[0, 3].spines["top"].get_edgecolor()[:3] == pytest.approx(red)
+    plt.close(fig)
+    with pytest.raises(ValueError, match="appended"):  # column 5 without the appended samples
+        vis.show_ranks(ranks, query, gallery, [2], k=3)
+
+
 def test_enriched_examples_frame_wrong_attachments_red(images):
     samples = pd.DataFrame({"query_index": [0, 1], "gallery_index": [2, 3], "pid": [5, 6],
                             "similarity": [0.9, 0.6], "true_pid": [5, 7]})

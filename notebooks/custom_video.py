@@ -169,7 +169,7 @@ if demo is not None:
           f"walks followed by a track: {ev.loc[ev['gt_walk'] >= 0, 'gt_walk'].nunique()}")
     print(f"tracks named correctly: {ev['correct'].mean():.0%} "
           f"(before enrichment, best identity only: {acc_before:.0%})")
-    display(ev)
+    print(ev.to_string(index=False))
 
 # %%
 # A few crops of every track, with its name.

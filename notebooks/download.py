@@ -73,9 +73,11 @@ settings = pipeline.settings_from_namespace(globals())  # checks every value, an
 # %% [markdown]
 # Each requirement, its state, and where it is (or how to get it):
 
+# %%
+requirements = pipeline.check_requirements(settings, download=True)
+
 # %% keep_output=true
 # NBVAL_CHECK_OUTPUT
-requirements = pipeline.check_requirements(settings, download=True)
 print(requirements[["what", "name", "status"]].to_string(index=False))
 
 # %%

@@ -66,6 +66,8 @@ results_root = None          # folder for results/<dataset>; None: <checkout>/re
 topk: int = 10               # gallery indices kept per query in ranks_*.npz
 
 # %%
+import os
+
 import papermill as pm
 from IPython.display import Image, display
 
@@ -77,6 +79,7 @@ out_dir = settings.results_dir
 
 # %%
 (out_dir / "notebooks").mkdir(parents=True, exist_ok=True)
+os.environ["REFACE_PROGRESS"] = "text"  # the steps run headless: text progress, no frozen widgets
 for step in ("download", "enrich_gallery", "infer", "visualise"):
     print(f"running {step}.ipynb ...")
     pm.execute_notebook(root / "notebooks" / f"{step}.ipynb", out_dir / "notebooks" / f"{step}.ipynb",

@@ -499,8 +499,9 @@ def run_enrichment(dataset: Dataset, features: DatasetFeatures, settings: Settin
     enrichment = enrich_gallery(**inputs, sim_threshold=settings.sim_threshold)
     source = np.where(inputs["query_meta"]["role"].isin(dataset.extra_roles), "extra", "query")
     enrichment.samples["source"] = source[enrichment.samples["query_index"].to_numpy()]
-    enrichment.summary["enriched_from_extra"] = int((enrichment.samples["source"] == "extra").sum())
-    enrichment.summary["extra_images"] = int((source == "extra").sum())
+    if dataset.extra_roles:
+        enrichment.summary["extra_images"] = int((source == "extra").sum())
+        enrichment.summary["enriched_from_extra"] = int((enrichment.samples["source"] == "extra").sum())
     return enrichment
 
 

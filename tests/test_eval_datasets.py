@@ -91,3 +91,25 @@ def test_street42_extra_data_helps_the_faceless_tracklets(eval_runs):
     assert table.loc["fused+enriched+extra", "top1"] > table.loc["fused+enriched", "top1"]
     payload = json.loads((eval_runs("street42") / "results.json").read_text())
     assert payload["enrichment"]["enriched_from_extra"] > 0
+
+
+def _checked_outputs(nb: nbformat.NotebookNode) -> list[str]:
+    """The text of every "# NBVAL_CHECK_OUTPUT" cell's outputs, in order."""
+    texts = []
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.source.startswith("# NBVAL_CHECK_OUTPUT"):
+            texts.append("".join(o.get("text", "") if o["output_type"] == "stream" else
+                                 o.get("data", {}).get("text/plain", "") for o in cell.get("outputs", [])))
+    return texts
+
+
+def test_demo_run_reproduces_the_committed_notebook_outputs(eval_runs):
+    """nbval's check, on the notebooks the demo run executed (so the chain runs once)."""
+    out = eval_runs("demo")
+    repo = Path(__file__).resolve().parents[1] / "notebooks"
+    executed = {step: out / "notebooks" / f"{step}.ipynb" for step in ("download", "enrich_gallery", "infer", "visualise")}
+    executed["eval"] = eval_runs.base / "eval-demo.ipynb"
+    for step, path in executed.items():
+        committed = _checked_outputs(nbformat.read(repo / f"{step}.ipynb", as_version=4))
+        ran = _checked_outputs(nbformat.read(path, as_version=4))
+        assert ran == committed, f"{step}.ipynb: outputs differ from the committed ones (run `make notebooks`)"

@@ -8,6 +8,7 @@ them, and every expensive step goes through the feature cache, so running
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import checkpoints
+from .cluster import check_engine
 from .datasets import Dataset, DatasetError, load_dataset
 from .enrich import Enrichment, enrich_gallery, enrichment_sweep
 from .face import FaceFeatures, load_face_model
@@ -199,9 +201,23 @@ def check_requirements(settings: Settings, *, download: bool = True) -> pd.DataF
     return pd.DataFrame(rows, columns=["what", "name", "status", "detail"])
 
 
-def compute_features(dataset: Dataset, settings: Settings, *, progress: bool = True) -> DatasetFeatures:
-    """ReID and face features of every image (cached on disk: a second call is cheap)."""
+def compute_features(dataset: Dataset, settings: Settings, *, progress: bool = True, engine: str = "local",
+                     ray_address: str | None = None, ray_options: Mapping[str, Any] | None = None) -> DatasetFeatures:
+    """ReID and face features of every image (cached on disk: a second call is cheap).
+
+    ``engine="ray"``: extracted by Ray actors on the cluster at ``ray_address`` (default
+    ``$RAY_ADDRESS``, else a Ray on this machine), into the same cache; ``ray_options`` go
+    to :func:`reface_utils.cluster.ray_cached_features` (workers, threads_per_worker, ...).
+    """
     paths = dataset.images["path"].tolist()
+    if check_engine(engine) == "ray":
+        from .cluster import FeatureModelSpec, face_features_ray, reid_features_ray
+        options = {"address": ray_address, "progress": progress, **(ray_options or {})}
+        reid_spec = FeatureModelSpec("reid", settings.reid_model, {"checkpoint": settings.reid_checkpoint,
+                                                                   "device": settings.device},
+                                     batch_size=settings.batch_size, num_workers=settings.num_workers)
+        return DatasetFeatures(dataset.images.reset_index(drop=True), reid_features_ray(reid_spec, paths, **options),
+                               face_features_ray(FeatureModelSpec("face", settings.face_model), paths, **options))
     reid = load_reid_model(settings.reid_model, checkpoint=settings.reid_checkpoint, device=settings.device)
     reid_features = reid.extract(paths, batch_size=settings.batch_size, num_workers=settings.num_workers,
                                  progress=progress)
@@ -247,8 +263,16 @@ def _configs(settings: Settings, with_enrichment: bool, alpha: float | None = No
 
 def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
              settings: Settings, *, configs: list[RetrievalConfig] | None = None,
-             progress: bool = True) -> Evaluation:
-    """Every config (ReID only, face only, fused, fused + enriched) in every mode."""
+             progress: bool = True, engine: str = "local", ray_address: str | None = None) -> Evaluation:
+    """Every config (ReID only, face only, fused, fused + enriched) in every mode.
+
+    ``engine="ray"`` runs the query blocks of image datasets as Ray tasks (same numbers,
+    bit for bit); video datasets are scored in-process either way.
+    """
+    retrieve = run_retrieval
+    if check_engine(engine) == "ray":
+        from .cluster import run_retrieval_ray
+        retrieve = functools.partial(run_retrieval_ray, address=ray_address)
     if dataset.is_video:
         return _evaluate_video(dataset, features, enrichment, settings)
     gallery = features.feature_set("gallery", settings.det_threshold)
@@ -263,8 +287,8 @@ def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment
                                                   query_offset=offset, num_queries=len(query))
         run_configs = configs or _configs(settings, enriched is not None)
         modes = [m for m in dataset.eval_modes if m != "tracklet"]
-        result = run_retrieval(query, gallery, run_configs, modes=modes, enriched=enriched,
-                               topk=settings.topk, progress=progress)
+        result = retrieve(query, gallery, run_configs, modes=modes, enriched=enriched,
+                          topk=settings.topk, progress=progress)
         table = result.table.copy()
         table.insert(0, "query_set", role)
         tables.append(table)

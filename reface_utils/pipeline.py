@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -216,8 +217,11 @@ def compute_features(dataset: Dataset, settings: Settings, *, progress: bool = T
         reid_spec = FeatureModelSpec("reid", settings.reid_model, {"checkpoint": settings.reid_checkpoint,
                                                                    "device": settings.device},
                                      batch_size=settings.batch_size, num_workers=settings.num_workers)
-        return DatasetFeatures(dataset.images.reset_index(drop=True), reid_features_ray(reid_spec, paths, **options),
-                               face_features_ray(FeatureModelSpec("face", settings.face_model), paths, **options))
+        # both jobs at once: the cluster runs face and ReID actors side by side
+        with ThreadPoolExecutor(1, thread_name_prefix="reface-faces") as pool:
+            faces = pool.submit(face_features_ray, FeatureModelSpec("face", settings.face_model), paths, **options)
+            reid_features = reid_features_ray(reid_spec, paths, **options)
+            return DatasetFeatures(dataset.images.reset_index(drop=True), reid_features, faces.result())
     reid = load_reid_model(settings.reid_model, checkpoint=settings.reid_checkpoint, device=settings.device)
     reid_features = reid.extract(paths, batch_size=settings.batch_size, num_workers=settings.num_workers,
                                  progress=progress)

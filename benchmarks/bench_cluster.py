@@ -11,11 +11,13 @@ settings, each timed once (the in-process stage twice, before and after; the fas
 - fast: one BLAS thread per task (``blas_threads=1``): the cores split between tasks
   instead of inside the matrix products; numbers equal to rounding.
 
-Also timed: Ray's start-up, putting the gallery into the object store, and one block of
-the stage alone (the per-block cost of the wall-time model in docs/CLUSTER.md).
+Also timed: Ray's start-up, putting the gallery into the object store, one block of the
+stage alone and one query alone (~ the per-task set-up), for the wall-time model in
+docs/CLUSTER.md.
 
     python benchmarks/bench_cluster.py --scales last-q8        # LaST gallery, 1/8 of its queries
     python benchmarks/bench_cluster.py --scales last           # full LaST (minutes)
+    python benchmarks/bench_cluster.py --scales "" --features  # demo ReID extraction only
 """
 from __future__ import annotations
 
@@ -76,6 +78,10 @@ def run(key: str, workers: int) -> dict:
                      query.face[rows], query.has_face[rows])
     _, block_s = timed(run_retrieval, one, gallery, configs, progress=False,
                        **{**common, "enriched": cluster._enriched_for_subset(enriched, rows, len(query))})
+    single = FeatureSet(*(x[rows[:1]] for x in (query.reid, query.pids, query.camids, query.clothes_ids,
+                                                  query.face, query.has_face)))
+    _, setup_s = timed(run_retrieval, single, gallery, configs, progress=False,  # ~ the per-task set-up
+                       **{**common, "enriched": cluster._enriched_for_subset(enriched, rows[:1], len(query))})
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     _, init_s = timed(ray.init, num_cpus=workers, include_dashboard=False, logging_level="ERROR",
@@ -95,11 +101,41 @@ def run(key: str, workers: int) -> dict:
     fast_diff = float(np.max(np.abs(fast.table[["top1", "mAP"]].to_numpy() - local.table[["top1", "mAP"]].to_numpy())))
     gallery_gib = (gallery.reid.nbytes + gallery.face.nbytes) / 2**30
     return {"scale": scale.name, "Q x G": f"{len(query):,} x {len(gallery):,}", "blocks": -(-len(query) // block),
-            "block rows": block, "in-process s": round(local_s, 2), "one block s": round(block_s, 2),
+            "block rows": block, "in-process s": round(local_s, 2), "one block s": round(block_s, 2), "one query s": round(setup_s, 2),
             "ray init s": round(init_s, 2), "put gallery s": round(put_s, 2), "gallery GiB": round(gallery_gib, 2),
             "ray exact s": round(exact_s, 2), "exact ratio": round(exact_s / local_s, 2), "exact identical": True,
             "ray fast s": round(fast_s, 2), "fast ratio": round(fast_s / local_s, 2),
             "fast max |diff|": fast_diff, "load": round(os.getloadavg()[0], 1)}
+
+
+def features(workers: int, chunk_size: int) -> dict:
+    """The demo's 333 images, MobileNetV2 ReID (cache off): in-process (this process's
+    torch threads) vs ``workers`` Ray actors of one thread each, chunks of ``chunk_size``."""
+    import ray
+    import torch
+
+    from reface_utils.datasets import load_dataset
+    from reface_utils.reid import load_reid_model
+
+    paths = load_dataset("demo").images["path"].tolist()
+    model = load_reid_model("mobilenetv2-imagenet", device="cpu")
+    local, local_s = timed(model.extract, paths, cache_dir=None, progress=False)
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    _, init_s = timed(ray.init, num_cpus=workers, include_dashboard=False, logging_level="ERROR",
+                      log_to_driver=False)
+    try:
+        spec = cluster.FeatureModelSpec("reid", "mobilenetv2-imagenet", {"device": "cpu"})
+        (arrays, run_info), ray_s = timed(cluster.ray_cached_features, spec, paths, cache_dir=None,
+                                          chunk_size=chunk_size, workers=workers, threads_per_worker=1,
+                                          progress=False)
+    finally:
+        ray.shutdown()
+    _, again_s = timed(model.extract, paths, cache_dir=None, progress=False)
+    local_s = min(local_s, again_s)
+    return {"images": len(paths), "chunks": run_info.chunks, "in-process s": round(local_s, 2),
+            "in-process torch threads": torch.get_num_threads(), "ray init s": round(init_s, 2),
+            "ray s (incl. actor start)": round(ray_s, 2), "ratio": round(ray_s / local_s, 2),
+            "max |diff|": float(np.abs(arrays["features"] - local).max()), "load": round(os.getloadavg()[0], 1)}
 
 
 def main() -> None:
@@ -107,9 +143,13 @@ def main() -> None:
     parser.add_argument("--scales", default="last-q8", help=f"comma-separated: {', '.join(BENCH_SCALES)}")
     parser.add_argument("--workers", type=int, default=2, help="CPUs of the local Ray = tasks")
     parser.add_argument("--json", type=Path, help="also write the rows here")
+    parser.add_argument("--features", action="store_true", help="also: demo ReID extraction on Ray")
     args = parser.parse_args()
-    rows = [run(key, args.workers) for key in args.scales.split(",")]
-    print(pd.DataFrame(rows).T.to_string(header=False))
+    if args.features:
+        print(pd.Series(features(args.workers, chunk_size=64), dtype=object).to_string())
+    rows = [run(key, args.workers) for key in args.scales.split(",") if key]
+    if rows:
+        print(pd.DataFrame(rows).T.to_string(header=False))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

@@ -217,6 +217,8 @@ def ray_cached_features(spec: FeatureModelSpec, images: Sequence[ImageLike], *,
         first = start_worker()
         key = ray.get(first.model_key.remote())  # the workers' key: their device and libraries
         n = len(paths)
+        if n == 0:  # the extractor says what an empty result looks like (0 x D arrays)
+            return ray.get(first.compute.remote([])), FeatureRun(0, [], [], 0, None)
         root = None if cache_dir is None else (cache.features_cache_dir() if cache_dir is cache.DEFAULT
                                                else Path(cache_dir))
         entry = cache.cache_entry_dir(root, key, paths) if root is not None else None
@@ -256,6 +258,7 @@ def ray_cached_features(spec: FeatureModelSpec, images: Sequence[ImageLike], *,
                             f"{attempts[b[0]]} times; look for an image that crashes the model, or for workers "
                             "running out of memory (fewer threads or a smaller batch_size)") from exc
                     pool.remove(actor)
+                    ray.kill(actor)  # if it is only unreachable, it must not come back and compute twice
                     lost += 1
                     pending.appendleft(b)
                     idle.append(start_worker())
@@ -270,8 +273,6 @@ def ray_cached_features(spec: FeatureModelSpec, images: Sequence[ImageLike], *,
                 computed.append(b[0])
                 bar.update(b[2] - b[1])
                 idle.append(actor)
-            if n == 0:  # the extractor says what an empty result looks like (0 x D arrays)
-                held[0] = ray.get(first.compute.remote([]))
     finally:
         for actor in pool:
             ray.kill(actor)
@@ -292,8 +293,10 @@ def ray_cached_features(spec: FeatureModelSpec, images: Sequence[ImageLike], *,
 def reid_features_ray(spec: FeatureModelSpec, images: Sequence[ImageLike], **options: Any) -> np.ndarray:
     """``ReIDModel.extract`` on Ray: ``(N, dim)`` float32 (options: :func:`ray_cached_features`)."""
     arrays, _ = ray_cached_features(spec, images, desc=f"ReID {spec.name}", **options)
+    from .reid import unreadable_mask
+
     features = arrays["features"].astype(np.float32, copy=False)
-    bad = np.flatnonzero(~np.any(features != 0, axis=1))  # unreadable images: zero rows
+    bad = np.flatnonzero(unreadable_mask(features))
     warn_unreadable([describe(images[i], int(i)) for i in bad], f"ReID ({spec.name})")
     return features
 

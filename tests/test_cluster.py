@@ -100,11 +100,11 @@ def test_query_blocks_merge_exactly(ray_session, demo):
 
 
 def test_killed_worker_still_finishes_without_recomputing(ray_session, demo, tmp_path):
-    """160 images in chunks of 32 on 2 actors; one actor is killed for good once a chunk
+    """96 images in chunks of 32 on 2 actors; one actor is killed for good once a chunk
     is on disk. The job replaces it, reruns only its chunk, and the features are
     identical; a second run (a restarted job) reuses every chunk."""
     settings, dataset, local = demo
-    paths = dataset.images["path"].tolist()[:160]
+    paths = dataset.images["path"].tolist()[:96]
     spec = cluster.FeatureModelSpec("reid", settings.reid_model, {"device": "cpu"}, batch_size=settings.batch_size)
     options = dict(cache_dir=tmp_path, chunk_size=32, workers=2, threads_per_worker=torch.get_num_threads(),
                    progress=False)
@@ -129,7 +129,7 @@ def test_killed_worker_still_finishes_without_recomputing(ray_session, demo, tmp
     arrays, run = cluster.ray_cached_features(spec, paths, **options)
     killer.join()
     assert killed and run.lost_workers == 1
-    assert np.array_equal(arrays["features"], local.reid[:160])
+    assert np.array_equal(arrays["features"], local.reid[:96])
     n_chunks = -(-len(paths) // 32)
     assert run.chunks == n_chunks and sorted(set(run.computed)) == list(range(n_chunks))
     assert len(run.computed) == n_chunks  # every chunk computed exactly once, the lost one included
@@ -137,7 +137,7 @@ def test_killed_worker_still_finishes_without_recomputing(ray_session, demo, tmp
         assert os.stat(path).st_mtime_ns == mtime
     again, rerun = cluster.ray_cached_features(spec, paths, **options)
     assert rerun.computed == [] and rerun.reused == list(range(n_chunks))
-    assert np.array_equal(again["features"], local.reid[:160])
+    assert np.array_equal(again["features"], local.reid[:96])
     assert {p.name for p in run.entry.iterdir()} >= {cache.chunk_file(run.entry, i, 32).name for i in range(n_chunks)}
 
 
@@ -152,9 +152,9 @@ def test_videos_tracked_one_task_each(ray_session, tmp_path):
     for clip in clips:
         clip.mkdir()
     for index, frame in tracking.iter_frames(demo_video.make_demo_video().video):
-        if index >= 30:
+        if index >= 24:
             break
-        cv2.imwrite(str(clips[index // 15] / f"{index:04d}.png"), frame[:, :, ::-1])
+        cv2.imwrite(str(clips[index // 12] / f"{index:04d}.png"), frame[:, :, ::-1])
 
     def jobs(root):
         return [dict(source=clip, fps=10.0, name=clip.name, crops_dir=root / clip.name) for clip in clips]

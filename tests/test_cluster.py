@@ -17,6 +17,7 @@ torch = pytest.importorskip("torch")
 from reface_utils import cache, cluster  # noqa: E402
 from reface_utils.datasets import load_dataset  # noqa: E402
 from reface_utils.pipeline import compute_features, evaluate, run_enrichment, settings_for  # noqa: E402
+from reface_utils.reid import load_reid_model  # noqa: E402
 from reface_utils.retrieval import EnrichedGallery, RetrievalConfig, run_retrieval  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -102,7 +103,8 @@ def test_query_blocks_merge_exactly(ray_session, demo):
 def test_killed_worker_still_finishes_without_recomputing(ray_session, demo, tmp_path):
     """96 images in chunks of 32 on 2 actors; one actor is killed for good once a chunk
     is on disk. The job replaces it, reruns only its chunk, and the features are
-    identical; a second run (a restarted job) reuses every chunk."""
+    identical; a second run (a restarted job) reuses every chunk, and so does the
+    in-process cache."""
     settings, dataset, local = demo
     paths = dataset.images["path"].tolist()[:96]
     spec = cluster.FeatureModelSpec("reid", settings.reid_model, {"device": "cpu"}, batch_size=settings.batch_size)
@@ -139,6 +141,14 @@ def test_killed_worker_still_finishes_without_recomputing(ray_session, demo, tmp
     assert rerun.computed == [] and rerun.reused == list(range(n_chunks))
     assert np.array_equal(again["features"], local.reid[:96])
     assert {p.name for p in run.entry.iterdir()} >= {cache.chunk_file(run.entry, i, 32).name for i in range(n_chunks)}
+
+    def must_not_compute(part, bar):
+        raise AssertionError("the in-process cache recomputed a chunk the Ray job wrote")
+
+    # an in-process run with the same model and chunking finds the Ray job's chunks
+    key = load_reid_model(settings.reid_model, device="cpu").model_key
+    in_process = cache.cached_features(key, paths, must_not_compute, cache_dir=tmp_path, chunk_size=32, progress=False)
+    assert np.array_equal(in_process["features"], local.reid[:96])
 
 
 def test_videos_tracked_one_task_each(ray_session, tmp_path):

@@ -60,6 +60,7 @@ WORKER_PREFIX = "reface-features"
 
 
 def check_engine(engine: str) -> str:
+    """``engine`` itself, or a ValueError naming the choices."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     return engine
@@ -408,6 +409,10 @@ def run_retrieval_ray(query: FeatureSet, gallery: FeatureSet, configs: Sequence[
     configs = list(configs) if configs is not None else default_configs(
         enrichment="min" if enriched is not None else None)
     modes = tuple(modes)
+    if len(query) == 0:  # nothing to distribute; the in-process stage says what empty looks like
+        return run_retrieval(query, gallery, configs, modes=modes, enriched=enriched,
+                             exclude_same_camera=exclude_same_camera, block_size=block_size, topk=topk,
+                             progress=False)
     order, block_size = _query_plan(query, gallery, configs, enriched, block_size)
     n_blocks = math.ceil(len(query) / block_size)
     n_tasks = max(1, min(n_blocks, tasks or _slots(ray, "CPU", cpus_per_task)))

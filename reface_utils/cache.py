@@ -37,7 +37,7 @@ from .images import ImageLike
 from .paths import features_cache_dir
 from .progress import progress_bar
 
-__all__ = ["cached_features", "cache_entry_dir", "fingerprint", "DEFAULT", "CacheChunkWarning",
+__all__ = ["cached_features", "cache_entry_dir", "chunk_file", "fingerprint", "DEFAULT", "CacheChunkWarning",
            "UNREADABLE"]
 
 #: Sentinel: use ``paths.features_cache_dir()`` (resolved at call time, so REFACE_HOME
@@ -78,6 +78,12 @@ def cache_entry_dir(cache_dir: str | os.PathLike, model_key: Mapping[str, Any],
     """The folder one (model, image list) pair is cached in."""
     name = _slug(str(model_key.get("name", "model")))
     return Path(cache_dir) / name / fingerprint(model_key, images)[:24]
+
+
+def chunk_file(entry: str | os.PathLike, number: int, chunk_size: int) -> Path:
+    """The file of chunk ``number`` (images ``number * chunk_size ...``) of a cache entry;
+    the Ray engine (``cluster.py``) writes the same files, so either run resumes the other."""
+    return Path(entry) / f"chunk_{number:05d}_{chunk_size}.npz"
 
 
 def _atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -222,7 +228,7 @@ def cached_features(model_key: Mapping[str, Any], images: Sequence[ImageLike],
     with progress_bar(total=n, desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for number, start in enumerate(range(0, n, chunk_size)):
             part = images[start:start + chunk_size]
-            path = entry / f"chunk_{number:05d}_{chunk_size}.npz" if entry is not None else None
+            path = chunk_file(entry, number, chunk_size) if entry is not None else None
             arrays, problem = _load_chunk(path, len(part), keys, allow_nan) if path is not None else (None, "")
             if problem:
                 warnings.warn(f"{desc}: the cached chunk {path} cannot be used ({problem}); "

@@ -68,6 +68,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from .cluster import check_engine
 from .images import UnreadableImageError, read_rgb
 from .paths import results_dir
 from .tracking import (FRAME_SUFFIXES, PersonDetector, VideoError, iter_frames, probe_video,
@@ -382,7 +383,8 @@ def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike |
                     detector: PersonDetector | None = None, tracker: str | Callable[[float], Any] = "bytetrack",
                     tracker_options: Mapping[str, Any] | None = None, min_track_frames: int = 10,
                     max_crops_per_track: int | None = 32, crop_every: int = 1, fps: float | None = None,
-                    annotate: bool = True, progress: bool = True) -> VideoIdentification:
+                    annotate: bool = True, progress: bool = True, engine: str = "local",
+                    ray_address: str | None = None) -> VideoIdentification:
     """Who is who in ``videos``, given a labelled ``gallery_root`` (see the module docstring).
 
     ``face_model`` / ``reid_model``: a backend name (``"sface"``/``"insightface"``;
@@ -398,7 +400,9 @@ def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike |
     ``min_track_frames``: shorter tracks are dropped; ``max_crops_per_track``: crops
     scored per track (evenly spaced; None = all); ``crop_every``: save every n-th crop.
     ``fps``: frame rate of frames folders. Everything goes to ``out_dir`` (default
-    ``results/<name>``).
+    ``results/<name>``). ``engine="ray"``: each video is detected, tracked and cropped by
+    its own Ray task (cluster at ``ray_address``; ``out_dir`` on a file system the workers
+    share), the rest runs here.
     """
     started = time.perf_counter()
     gallery = load_gallery(gallery_root)
@@ -409,12 +413,14 @@ def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike |
     out.mkdir(parents=True, exist_ok=True)
     names = _unique_names(sources)
 
-    tables = []
-    for source, vname in zip(sources, names):
-        tables.append(track_video(source, detector=detector, tracker=tracker,
-                                  tracker_options=dict(tracker_options or {}),
-                                  crops_dir=out / "crops" / vname, crop_every=crop_every, name=vname, fps=fps,
-                                  progress=progress))
+    jobs = [dict(source=source, detector=detector, tracker=tracker, tracker_options=dict(tracker_options or {}),
+                 crops_dir=out / "crops" / vname, crop_every=crop_every, name=vname, fps=fps, progress=progress)
+            for source, vname in zip(sources, names)]
+    if check_engine(engine) == "ray":
+        from .cluster import track_videos_ray
+        tables = track_videos_ray(jobs, address=ray_address, progress=progress)
+    else:
+        tables = [track_video(**job) for job in jobs]
     detections = pd.concat(tables, ignore_index=True)
     crops = select_crops(detections, min_track_frames=min_track_frames, max_crops_per_track=max_crops_per_track)
     if crops.empty:

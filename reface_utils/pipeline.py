@@ -9,12 +9,14 @@ them, and every expensive step goes through the feature cache, so running
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import numbers
 import os
 import re
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from . import checkpoints, visualise
+from .cluster import check_engine
 from .datasets import Dataset, DatasetError, canonical_name, load_dataset
 from .enrich import Enrichment, enrich_gallery, enrichment_sweep
 from .face import FaceFeatures, load_face_model
@@ -442,14 +445,32 @@ def uses_extra_data(dataset: Dataset, settings: Settings) -> bool:
     return bool(dataset.extra_roles) and settings.extra_data is not False
 
 
-def compute_features(dataset: Dataset, settings: Settings, *, progress: bool = True) -> DatasetFeatures:
+def compute_features(dataset: Dataset, settings: Settings, *, progress: bool = True, engine: str = "local",
+                     ray_address: str | None = None, ray_options: Mapping[str, Any] | None = None) -> DatasetFeatures:
     """ReID and face features of every image (cached on disk: a second call is cheap).
 
     Extra-data images are included only when the run uses them (:func:`uses_extra_data`).
+    ``engine="ray"``: extracted by Ray actors on the cluster at ``ray_address`` (default
+    ``$RAY_ADDRESS``, else a Ray on this machine), into the same cache; ``ray_options`` go
+    to :func:`reface_utils.cluster.ray_cached_features` (workers, threads_per_worker, ...).
     """
     if not uses_extra_data(dataset, settings):
         dataset = dataset.without_extra()
     paths = dataset.images["path"].tolist()
+    if check_engine(engine) == "ray":
+        from .cluster import FeatureModelSpec, face_features_ray, reid_features_ray
+        options = {"address": ray_address, "progress": progress, **(ray_options or {})}
+        reid_spec = FeatureModelSpec("reid", settings.reid_model, {"checkpoint": settings.reid_checkpoint,
+                                                                   "device": settings.device},
+                                     batch_size=settings.batch_size, num_workers=settings.num_workers)
+        # both jobs at once: the cluster runs face and ReID actors side by side
+        with ThreadPoolExecutor(1, thread_name_prefix="reface-faces") as pool:
+            faces = pool.submit(face_features_ray, FeatureModelSpec("face", settings.face_model), paths, **options)
+            reid_features = reid_features_ray(reid_spec, paths, **options)
+            faces = faces.result()
+        # Unreadable images have all-zero ReID rows (the face path marks them as face-less).
+        readable = ~unreadable_mask(reid_features)
+        return DatasetFeatures(dataset.images.reset_index(drop=True), reid_features, faces, readable)
     reid = load_reid_model(settings.reid_model, checkpoint=settings.reid_checkpoint, device=settings.device)
     reid_features = reid.extract(paths, batch_size=settings.batch_size, num_workers=settings.num_workers,
                                  progress=progress)
@@ -524,8 +545,16 @@ def _configs(settings: Settings, with_enrichment: bool, alpha: float | None = No
 
 def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
              settings: Settings, *, configs: list[RetrievalConfig] | None = None,
-             progress: bool = True) -> Evaluation:
-    """Every config (ReID only, face only, fused, fused + enriched) in every mode."""
+             progress: bool = True, engine: str = "local", ray_address: str | None = None) -> Evaluation:
+    """Every config (ReID only, face only, fused, fused + enriched) in every mode.
+
+    ``engine="ray"`` runs the query blocks of image datasets as Ray tasks (same numbers,
+    bit for bit); video datasets are scored in-process either way.
+    """
+    retrieve = run_retrieval
+    if check_engine(engine) == "ray":
+        from .cluster import run_retrieval_ray
+        retrieve = functools.partial(run_retrieval_ray, address=ray_address)
     if dataset.is_video:
         return _evaluate_video(dataset, features, enrichment, settings)
     gallery = features.feature_set("gallery", settings.det_threshold)
@@ -540,8 +569,8 @@ def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment
                                                   query_offset=offset, num_queries=len(query))
         run_configs = configs or _configs(settings, enriched is not None)
         modes = [m for m in dataset.eval_modes if m != "tracklet"]
-        result = run_retrieval(query, gallery, run_configs, modes=modes, enriched=enriched,
-                               topk=settings.topk, progress=progress)
+        result = retrieve(query, gallery, run_configs, modes=modes, enriched=enriched,
+                          topk=settings.topk, progress=progress)
         table = result.table.copy()
         table.insert(0, "query_set", role)
         tables.append(table)

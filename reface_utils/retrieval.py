@@ -252,6 +252,7 @@ def run_retrieval(
     threads: int | None = None,
     progress: bool = True,
     timings: dict[str, float] | None = None,
+    metric_states: dict[str, MetricAccumulator] | None = None,
 ) -> RetrievalResult:
     """Evaluate every config and mode in one block-wise pass over the queries.
 
@@ -260,6 +261,8 @@ def run_retrieval(
     exclude_same_camera: the face convention "same camera -> distance +inf".
     timings: a dict to receive wall seconds per phase ("reid gallery product",
         "reid enriched product", "face", "fusion and enrichment", "metrics", "top-k").
+    metric_states: a dict to receive each config's MetricAccumulator, by config name
+        (the Ray engine, ``cluster.py``, merges the per-query states of partial runs).
     """
     clock = _PhaseClock(timings)
     configs = list(configs) if configs is not None else default_configs(enrichment="min" if enriched is not None else None)
@@ -340,6 +343,8 @@ def run_retrieval(
                 with clock("top-k"):
                     top[config.name][rows] = top_k(dist, top[config.name].shape[1])
 
+    if metric_states is not None:
+        metric_states.update(accumulators)
     results: dict[tuple[str, str], EvalResult] = {}
     records = []
     for config in configs:

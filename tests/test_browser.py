@@ -171,8 +171,12 @@ def test_retrieval_browser_follows_every_control(page, lab, code_cells):
         """Wait until the picture differs from the last one and has settled (kernel idle,
         same bytes twice in a row), then check that no error appeared."""
         previous = shown[-1]["digest"]
-        lab_tools.wait_until(lambda: (lab_tools.rendered_image(image) or {}).get("digest", previous) != previous,
-                             timeout=ACTION_TIMEOUT, what=f"the picture to change after {action}")
+
+        def changed() -> bool:
+            _assert_no_errors(page, action)  # a failing callback: say why, don't just time out
+            return (lab_tools.rendered_image(image) or {}).get("digest", previous) != previous
+
+        lab_tools.wait_until(changed, timeout=ACTION_TIMEOUT, what=f"the picture to change after {action}")
         seen = []
 
         def settled():

@@ -46,6 +46,16 @@ def find_chromium() -> str | None:
     return next((c for c in candidates if c and os.access(c, os.X_OK)), None)
 
 
+def chromium_environment(base: Path) -> dict[str, str]:
+    """Chromium's environment: its config and cache folders (crash reports, dconf) under
+    ``base`` rather than the user's home."""
+    env = dict(os.environ)
+    for var, name in (("XDG_CONFIG_HOME", "config"), ("XDG_CACHE_HOME", "cache")):
+        (base / name).mkdir(parents=True, exist_ok=True)
+        env[var] = str(base / name)
+    return env
+
+
 def missing_browser_tools() -> str | None:
     """Why the browser tests cannot run here (one line), or None when they can."""
     missing = [name for name in ("jupyterlab", "playwright") if importlib.util.find_spec(name) is None]

@@ -86,18 +86,20 @@ def browser(tmp_path_factory):
     """Debian's Chromium with a fresh profile; teardown fails if any of it is left running."""
     from playwright.sync_api import sync_playwright
 
-    profile = tmp_path_factory.mktemp("chromium-profile")
+    base = tmp_path_factory.mktemp("chromium")
+    profile = base / "profile"
     before = {p.pid for p in psutil.Process().children(recursive=True)}
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(profile), executable_path=lab_tools.find_chromium(), headless=True,
-            args=list(lab_tools.CHROMIUM_ARGS), viewport={"width": 1400, "height": 1000})
+            args=list(lab_tools.CHROMIUM_ARGS), env=lab_tools.chromium_environment(base),
+            viewport={"width": 1400, "height": 1000})
         context.set_default_timeout(ACTION_TIMEOUT * 1000)
         yield context
         spawned = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
         context.close()
     left = lab_tools.wait_gone(spawned) + [
-        f"{p.pid} {' '.join(p.cmdline())[:160]}" for p in lab_tools.processes_mentioning(f"{profile}")]
+        f"{p.pid} {' '.join(p.cmdline())[:160]}" for p in lab_tools.processes_mentioning(f"{base}{os.sep}")]
     assert not left, "Chromium left processes behind:\n" + "\n".join(left)
 
 

@@ -14,7 +14,7 @@ DATASET ?= demo
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints-cpu.txt -e '.[test,notebooks,cluster]'
+	$(PY) -m pip install -q -c constraints-cpu.txt -e '.[test,notebooks,cluster,browser]'
 	$(PY) -m reface_utils.runtime --check
 	touch $(STAMP)
 

@@ -346,8 +346,6 @@ class RetrievalBrowser:
         correct = np.asarray(self._is_correct(q, self.ranked))
         title = (f"query {q}: alpha={self.alpha.value:.2f}, "
                  f"enrichment {'on' if self.enriched.value else 'off'}")
-        if self.figure is not None:
-            plt.close(self.figure)
         self.figure = show_retrieval(
             [self.query_paths[q]], self.gallery_paths, self.ranked[None], correct[None],
             query_boxes=None if self.query_boxes is None else self.query_boxes[[q]],
@@ -358,6 +356,9 @@ class RetrievalBrowser:
 
         buffer = io.BytesIO()
         self.figure.savefig(buffer, format="png", dpi=80)
+        # Closed at once (it stays readable): the Image widget shows it, whereas an open figure
+        # is also shown by the inline backend after the callback, in JupyterLab's Log Console.
+        plt.close(self.figure)
         self.image.value = buffer.getvalue()
         return self.figure
 

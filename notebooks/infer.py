@@ -67,6 +67,8 @@ batch_size: int = 64         # images per ReID batch
 num_workers = None           # image decoding workers; None: automatic
 results_root = None          # folder for results/<dataset>; None: <checkout>/results
 topk: int = 10               # gallery indices kept per query in ranks_*.npz
+engine: str = "local"        # local (in-process) or ray (features and retrieval on a Ray cluster)
+ray_address = None           # the Ray cluster to join; None: RAY_ADDRESS, else a Ray on this machine
 
 # %%
 import warnings

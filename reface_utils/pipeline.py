@@ -158,6 +158,8 @@ class Settings:
     num_workers: int | None = None
     results_root: str | None = None      # None: <checkout>/results
     topk: int = 10
+    engine: str = "local"                # "local" (in-process) or "ray" (docs/CLUSTER.md)
+    ray_address: str | None = None       # a Ray cluster; None: $RAY_ADDRESS, else a Ray on this machine
 
     def __post_init__(self) -> None:
         self.dataset = canonical_name(self.dataset)
@@ -223,6 +225,8 @@ PARAMETERS: dict[str, str] = {
     "num_workers": "image decoding workers; None: automatic",
     "results_root": "folder for results/<dataset>; None: <checkout>/results",
     "topk": "gallery indices kept per query in ranks_*.npz",
+    "engine": "local (in-process) or ray (features and retrieval on a Ray cluster)",
+    "ray_address": "the Ray cluster to join; None: RAY_ADDRESS, else a Ray on this machine",
 }
 
 # Names a notebook's namespace holds besides its parameters (IPython's own).
@@ -300,6 +304,8 @@ def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
         "num_workers": lambda v: _integer("num_workers", v, 0, optional=True),
         "results_root": lambda v: _text("results_root", v, optional=True, path=True),
         "topk": lambda v: _integer("topk", v, 1),
+        "engine": lambda v: _choice("engine", v, ["local", "ray"]),
+        "ray_address": lambda v: _text("ray_address", v, optional=True),
     }
     for name, check in checks.items():
         if name in out:
@@ -445,7 +451,7 @@ def uses_extra_data(dataset: Dataset, settings: Settings) -> bool:
     return bool(dataset.extra_roles) and settings.extra_data is not False
 
 
-def compute_features(dataset: Dataset, settings: Settings, *, progress: bool = True, engine: str = "local",
+def compute_features(dataset: Dataset, settings: Settings, *, progress: bool = True, engine: str | None = None,
                      ray_address: str | None = None, ray_options: Mapping[str, Any] | None = None) -> DatasetFeatures:
     """ReID and face features of every image (cached on disk: a second call is cheap).
 
@@ -457,6 +463,7 @@ def compute_features(dataset: Dataset, settings: Settings, *, progress: bool = T
     if not uses_extra_data(dataset, settings):
         dataset = dataset.without_extra()
     paths = dataset.images["path"].tolist()
+    engine, ray_address = engine or settings.engine, ray_address or settings.ray_address
     if check_engine(engine) == "ray":
         from .cluster import FeatureModelSpec, face_features_ray, reid_features_ray
         options = {"address": ray_address, "progress": progress, **(ray_options or {})}
@@ -545,12 +552,14 @@ def _configs(settings: Settings, with_enrichment: bool, alpha: float | None = No
 
 def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
              settings: Settings, *, configs: list[RetrievalConfig] | None = None,
-             progress: bool = True, engine: str = "local", ray_address: str | None = None) -> Evaluation:
+             progress: bool = True, engine: str | None = None, ray_address: str | None = None) -> Evaluation:
     """Every config (ReID only, face only, fused, fused + enriched) in every mode.
 
     ``engine="ray"`` runs the query blocks of image datasets as Ray tasks (same numbers,
-    bit for bit); video datasets are scored in-process either way.
+    bit for bit); video datasets are scored in-process either way. ``engine`` and
+    ``ray_address`` default to the settings'.
     """
+    engine, ray_address = engine or settings.engine, ray_address or settings.ray_address
     retrieve = run_retrieval
     if check_engine(engine) == "ray":
         from .cluster import run_retrieval_ray

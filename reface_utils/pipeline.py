@@ -19,7 +19,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -702,9 +702,18 @@ def threshold_sweep(dataset: Dataset, features: DatasetFeatures, settings: Setti
     return enrichment_sweep(**_enrichment_inputs(dataset, features, settings), thresholds=list(thresholds))
 
 
+class QueryScores(NamedTuple):
+    """One query's distances to every gallery image (G,), and where an enriched sample set the ReID one."""
+
+    fused: np.ndarray
+    via_enriched: np.ndarray
+    reid: np.ndarray
+    face: np.ndarray
+
+
 def query_scorer(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
                  settings: Settings, role: str = "query"):
-    """``score(q, alpha, enriched) -> (distances (G,), via_enriched (G,))`` for one query of
+    """``score(q, alpha, enriched) -> QueryScores`` (fused, via_enriched, reid, face) for one query of
     ``role``: the fused distance of docs/METHOD.md section 4, computed for that query alone (the
     interactive browser calls it on every slider move)."""
     t = settings.det_threshold
@@ -716,7 +725,7 @@ def query_scorer(dataset: Dataset, features: DatasetFeatures, enrichment: Enrich
         enriched = EnrichedGallery.from_table(enrichment.samples, features.feature_set(_queries(dataset), t),
                                               gallery, query_offset=offset, num_queries=len(query))
 
-    def score(q: int, alpha: float, use_enrichment: bool) -> tuple[np.ndarray, np.ndarray]:
+    def score(q: int, alpha: float, use_enrichment: bool) -> QueryScores:
         rows = slice(q, q + 1)
         reid = reid_distance(query.reid[rows], gallery.reid)
         via = np.zeros(len(gallery), bool)
@@ -727,7 +736,7 @@ def query_scorer(dataset: Dataset, features: DatasetFeatures, enrichment: Enrich
             reid = lowered
         face = face_distance(query.face[rows], gallery.face, query.has_face[rows], gallery.has_face,
                              query.camids[rows], gallery.camids)
-        return fuse(reid, face, alpha)[0], via
+        return QueryScores(fuse(reid, face, alpha)[0], via, reid[0], face[0])
 
     return score
 
@@ -803,17 +812,38 @@ def retrieval_figure(dataset: Dataset, features: DatasetFeatures, enrichment: En
 
 def retrieval_browser(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
                       settings: Settings, role: str, *, k: int = 8) -> "visualise.RetrievalBrowser":
-    """The interactive browser over one query set (needs a live kernel to react)."""
+    """The interactive browser over one query set (needs a live kernel to react): queries
+    listed by pid / camera / clothes / face / enriched, each result with its fused, ReID and
+    face distance, and the query's own enriched match under the controls."""
     q_idx, g_idx = features.rows(role), features.rows("gallery")
     query, gallery = features.images.iloc[q_idx], features.images.iloc[g_idx]
     q_pid, g_pid = query["pid"].to_numpy(), gallery["pid"].to_numpy()
+    has_face = features.faces.subset(q_idx).thresholded(settings.det_threshold).has_face
+    matches: dict[int, tuple[int, float]] = {}
+    if enrichment is not None and len(enrichment.samples):
+        # enrichment rows count over all query sets (then extra images): this set's offset
+        offset = sum(len(features.rows(r)) for r in dataset.query_roles[:dataset.query_roles.index(role)])
+        s = enrichment.samples
+        mine = s[(s["query_index"] >= offset) & (s["query_index"] < offset + len(q_idx))]
+        matches = {int(r.query_index) - offset: (int(r.gallery_index), float(r.similarity)) for r in mine.itertuples()}
+    labels = [f"pid {r.pid} / cam {r.camid} / clothes {r.clothes_id}" + (" / face" if f else "")
+              + (" / enriched" if i in matches else "")
+              for i, (r, f) in enumerate(zip(query.itertuples(), has_face))]
+
+    def notes(q: int) -> str:
+        if q not in matches:
+            return "not enriched: " + ("no face match above the threshold" if has_face[q] else "no face")
+        j, sim = matches[q]
+        return (f"enriched: attached to gallery image {j} (pid {g_pid[j]}, camera {gallery['camid'].iloc[j]}), "
+                f"face similarity {sim:.2f}; {'right' if g_pid[j] == q_pid[q] else 'WRONG'} person")
+
     return visualise.RetrievalBrowser(
         query_scorer(dataset, features, enrichment, settings, role),
         lambda q, idx: g_pid[idx] == q_pid[q], query["path"].tolist(), gallery["path"].tolist(),
         query_boxes=_boxes(features, q_idx, settings.det_threshold),
         gallery_boxes=_boxes(features, g_idx, settings.det_threshold),
-        query_titles=[f"pid {r.pid}, camera {r.camid}, clothes {r.clothes_id}" for r in query.itertuples()],
-        alpha=settings.alpha, k=k)
+        query_titles=[f"query {i}: pid {r.pid}\ncam {r.camid} cl {r.clothes_id}" for i, r in enumerate(query.itertuples())],
+        query_labels=labels, query_notes=notes, alpha=settings.alpha, k=k)
 
 
 def _atomic_write(path: Path, text: str) -> None:

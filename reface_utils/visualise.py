@@ -65,7 +65,7 @@ def show_retrieval(query_paths: Sequence[str], gallery_paths: Sequence[str], ran
                    suptitle: str | None = None) -> Figure:
     """One row per query: the query, then its top-k gallery images.
 
-    ``ranked`` (nq x k) holds gallery indices; ``correct`` (nq x k) colours each frame
+    ``ranked`` (nq x k) holds gallery indices (-1: an empty slot); ``correct`` (nq x k) colours each frame
     green/red; face boxes are drawn in yellow; ``via_enriched`` (nq x k) marks gallery
     entries whose distance came from an enriched sample ("E").
     """
@@ -79,6 +79,9 @@ def show_retrieval(query_paths: Sequence[str], gallery_paths: Sequence[str], ran
                     title=query_titles[row] if query_titles is not None else "query")
         for col in range(k):
             g = int(ranked[row, col])
+            if g < 0:  # an empty slot (a wrapped row shorter than the others)
+                axes[row, col + 1].axis("off")
+                continue
             gbox = None if gallery_boxes is None else gallery_boxes[g]
             badge = "E" if via_enriched is not None and via_enriched[row, col] else None
             title = gallery_titles[row][col] if gallery_titles is not None else f"#{col + 1}"
@@ -302,37 +305,46 @@ ScoreFn = Callable[[int, float, bool], tuple[np.ndarray, np.ndarray]]
 
 
 class RetrievalBrowser:
-    """An ipywidgets browser: query picker, alpha slider, enrichment on/off, top-k.
+    """An ipywidgets browser: query list, alpha slider, enrichment on/off, top-k.
 
-    ``score(query_index, alpha, enriched) -> (distances (G,), via_enriched (G,) bool)``
-    defines the ranking; ``is_correct(query_index, gallery_indices) -> bool array``
-    colours it. Widgets are created on construction; :meth:`update` redraws (the
-    widgets' observers call it), so the browser can be driven without a browser.
+    ``score(query_index, alpha, enriched) -> (fused (G,), via_enriched (G,) bool[, reid
+    (G,), face (G,)])`` defines the ranking; when the ReID and face distances come too,
+    each result's title shows all three. ``is_correct(query_index, gallery_indices) ->
+    bool array`` colours it. ``query_labels`` name the entries of the query list (e.g.
+    "pid 3 / cam 1 / clothes 7 / face / enriched"); ``query_notes(q)`` is a line under
+    the controls (e.g. the query's own enriched matches). Sliders act when released.
+    Widgets are created on construction; :meth:`update` redraws (the widgets' observers
+    call it), so the browser can be driven without a browser.
     """
 
     def __init__(self, score: ScoreFn, is_correct: Callable[[int, np.ndarray], np.ndarray],
                  query_paths: Sequence[str], gallery_paths: Sequence[str], *,
                  query_boxes: np.ndarray | None = None, gallery_boxes: np.ndarray | None = None,
-                 query_titles: Sequence[str] | None = None, alpha: float = 0.75,
-                 enriched: bool = True, k: int = 8):
+                 query_titles: Sequence[str] | None = None, query_labels: Sequence[str] | None = None,
+                 query_notes: Callable[[int], str] | None = None, alpha: float = 0.75,
+                 enriched: bool = True, k: int = 8, per_row: int = 10):
         import ipywidgets as widgets
 
-        self._score, self._is_correct = score, is_correct
+        self._score, self._is_correct, self._notes = score, is_correct, query_notes
         self.query_paths, self.gallery_paths = list(query_paths), list(gallery_paths)
         self.query_boxes, self.gallery_boxes = query_boxes, gallery_boxes
-        self.query_titles = query_titles
-        self.query = widgets.IntSlider(value=0, min=0, max=max(len(self.query_paths) - 1, 0),
-                                       description="query")
-        self.alpha = widgets.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05,
-                                         description="alpha")
+        self.query_titles, self.per_row = query_titles, per_row
+        labels = list(query_labels) if query_labels is not None else [f"query {i}" for i in range(len(query_paths))]
+        if len(labels) != len(self.query_paths):
+            raise ValueError(f"{len(labels)} query labels for {len(self.query_paths)} queries")
+        self.query = widgets.Dropdown(options=[(f"{i}: {label}", i) for i, label in enumerate(labels)], value=0,
+                                      description="query", layout=widgets.Layout(width="36em"))
+        self.alpha = widgets.FloatSlider(value=alpha, min=0.0, max=1.0, step=0.05, description="alpha",
+                                         continuous_update=False)
         self.enriched = widgets.Checkbox(value=enriched, description="enriched gallery")
-        self.k = widgets.IntSlider(value=k, min=1, max=min(20, len(self.gallery_paths)),
-                                   description="top-k")
+        self.k = widgets.IntSlider(value=k, min=1, max=min(30, len(self.gallery_paths)), description="top-k",
+                                   continuous_update=False)
+        self.notes = widgets.HTML()
         # The picture is an Image widget (PNG bytes): updating it is a plain state change,
         # whereas capturing plots into an Output widget was seen to hang headless runs.
         self.image = widgets.Image(format="png")
         self.widget = widgets.VBox([widgets.HBox([self.query, self.alpha]),
-                                    widgets.HBox([self.enriched, self.k]), self.image])
+                                    widgets.HBox([self.enriched, self.k]), self.notes, self.image])
         self.figure: Figure | None = None
         self.ranked: np.ndarray = np.empty(0, dtype=int)
         for control in (self.query, self.alpha, self.enriched, self.k):
@@ -340,18 +352,36 @@ class RetrievalBrowser:
         self.update()
 
     def update(self) -> Figure:
+        import html
+
         q = int(self.query.value)
-        distances, via = self._score(q, float(self.alpha.value), bool(self.enriched.value))
-        self.ranked = top_k(distances, int(self.k.value))
+        scores = self._score(q, float(self.alpha.value), bool(self.enriched.value))
+        fused, via = scores[0], np.asarray(scores[1])
+        self.ranked = top_k(fused, int(self.k.value))
         correct = np.asarray(self._is_correct(q, self.ranked))
-        title = (f"query {q}: alpha={self.alpha.value:.2f}, "
-                 f"enrichment {'on' if self.enriched.value else 'off'}")
+        titles = [f"#{i + 1} d={fused[g]:.3f}" for i, g in enumerate(self.ranked)]
+        if len(scores) >= 4:  # ReID and face distances too
+            titles = [f"#{i + 1} {fused[g]:.2f}\nR {scores[2][g]:.2f} F {scores[3][g]:.2f}"
+                      for i, g in enumerate(self.ranked)]
+        # Long top-k lists wrap into rows of per_row images (the query repeats on each row).
+        rows = [slice(i, i + self.per_row) for i in range(0, len(self.ranked), self.per_row)] or [slice(0, 0)]
+        width = min(self.per_row, len(self.ranked))
+        ranked = np.full((len(rows), width), -1)
+        ok, via_rows = np.zeros(ranked.shape, bool), np.zeros(ranked.shape, bool)
+        title_rows = [[""] * width for _ in rows]
+        for r, part in enumerate(rows):
+            n = len(self.ranked[part])
+            ranked[r, :n], ok[r, :n], via_rows[r, :n] = self.ranked[part], correct[part], via[self.ranked[part]]
+            title_rows[r][:n] = titles[part]
+        query_title = self.query_titles[q] if self.query_titles is not None else self.query.label
         self.figure = show_retrieval(
-            [self.query_paths[q]], self.gallery_paths, self.ranked[None], correct[None],
-            query_boxes=None if self.query_boxes is None else self.query_boxes[[q]],
-            gallery_boxes=self.gallery_boxes, via_enriched=np.asarray(via)[self.ranked][None],
-            query_titles=None if self.query_titles is None else [self.query_titles[q]],
-            suptitle=title)
+            [self.query_paths[q]] * len(rows), self.gallery_paths, ranked, ok,
+            query_boxes=None if self.query_boxes is None else self.query_boxes[[q] * len(rows)],
+            gallery_boxes=self.gallery_boxes, via_enriched=via_rows, query_titles=[query_title] * len(rows),
+            gallery_titles=title_rows,
+            suptitle=f"alpha={self.alpha.value:.2f}, enrichment {'on' if self.enriched.value else 'off'}"
+                     + ("  (R: ReID, F: face distance)" if len(scores) >= 4 else ""))
+        self.notes.value = html.escape(self._notes(q)) if self._notes is not None else ""
         import io
 
         buffer = io.BytesIO()

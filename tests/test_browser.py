@@ -192,14 +192,15 @@ def test_retrieval_browser_follows_every_control(page, lab, code_cells):
         shown.append(now)
         return now
 
-    with _step(page, "visualise-2-query"):  # type another query number into the slider's box
-        box = control("query").locator(".widget-readout")
-        box.click()
-        page.keyboard.press("Control+A")
-        page.keyboard.type("5")
-        page.keyboard.press("Enter")
+    with _step(page, "visualise-2-query"):  # pick another query from the labelled list
+        select = control("query").locator("select")
+        label = select.locator("option").nth(5).text_content().replace("\xa0", " ").strip()  # nbsp in labels
+        assert re.match(r"^5: pid \d+ / cam \d+ / clothes \d+", label), label
+        select.select_option(index=5)
         picture_changes("picking query 5")
-        assert readout("query") == "5"
+        assert select.evaluate("e => e.options[e.selectedIndex].text").replace("\xa0", " ").strip() == label
+        notes = cell.locator(".widget-html").first.text_content()
+        assert "enriched" in notes, notes  # the query's own enrichment, said under the controls
 
     with _step(page, "visualise-3-alpha"):  # drag the alpha handle to the left
         handle = control("alpha").locator(".noUi-handle")
@@ -227,6 +228,14 @@ def test_retrieval_browser_follows_every_control(page, lab, code_cells):
         after = picture_changes("lowering top-k")
         assert readout("top-k") == "5"
         assert after["width"] < shown[-2]["width"], "fewer gallery columns make a narrower picture"
+
+    with _step(page, "visualise-6-top-k-wraps"):  # more than 10 results wrap into a second row
+        control("top-k").locator(".noUi-handle").focus()
+        for _ in range(10):
+            page.keyboard.press("ArrowRight")
+        after = picture_changes("raising top-k")
+        assert readout("top-k") == "15"
+        assert after["height"] > 1.5 * shown[-2]["height"], "15 results take two rows"
 
     assert len({s["digest"] for s in shown}) == len(shown), "every action drew a new picture"
 

@@ -196,3 +196,30 @@ def test_browser_callbacks_redraw_with_new_query_and_alpha(images):
     browser.enriched.value = False
     assert calls[-1][2] is False and "enrichment off" in browser.figure._suptitle.get_text()
     assert not any(t.get_text() == "E" for ax in browser.figure.axes for t in ax.texts)
+
+
+def test_browser_lists_queries_by_label_wraps_long_top_k_and_shows_each_distance(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from reface_utils.visualise import RetrievalBrowser
+
+    img = tmp_path / "x.png"
+    plt.imsave(img, np.zeros((8, 4, 3)))
+    n_gallery = 25
+    fused = np.linspace(0, 1, n_gallery)
+
+    def score(q, alpha, enriched):
+        return fused + q, np.zeros(n_gallery, bool), fused * 2, fused * 3
+
+    browser = RetrievalBrowser(score, lambda q, idx: idx % 2 == 0, [str(img)] * 3, [str(img)] * n_gallery,
+                               query_labels=["pid 1 / cam 0", "pid 2 / cam 1", "pid 3 / cam 2"],
+                               query_notes=lambda q: f"note {q}", k=15)
+    assert browser.query.options[1] == ("1: pid 2 / cam 1", 1)
+    assert not browser.alpha.continuous_update and not browser.k.continuous_update
+    axes = [ax for ax in browser.figure.axes if ax.get_title()]
+    # 15 results, 10 a row: two rows, each starting with the query
+    assert sum(ax.get_title().startswith("1: pid 1") or ax.get_title() == "0: pid 1 / cam 0" for ax in axes) == 2
+    assert any(ax.get_title() == "#1 0.00\nR 0.00 F 0.00" for ax in axes)
+    assert any(ax.get_title().startswith("#15 ") for ax in axes)
+    browser.query.value = 2
+    assert browser.notes.value == "note 2"

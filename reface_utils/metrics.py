@@ -439,10 +439,14 @@ def _count_rows(dist, rows, bounds, c_col, c_val, out) -> None:
     width = dist.shape[1]
     # distinct values per row: runs of equal values share their counts
     # (whole rows tie for no-face queries)
-    n_runs = np.empty(len(rows), dtype=np.int64)
-    for i, r in enumerate(rows):
-        vals = c_val[bounds[r]:bounds[r + 1]]
-        n_runs[i] = 1 + np.count_nonzero(vals[1:] != vals[:-1])
+    sizes = bounds[rows + 1] - bounds[rows]
+    starts = np.repeat(bounds[rows], sizes)
+    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    idx = starts + within
+    vals = c_val[idx]
+    new_run = np.ones(len(idx), dtype=bool)
+    new_run[1:] = (vals[1:] != vals[:-1]) | (within[1:] != 0)
+    n_runs = np.add.reduceat(new_run, np.cumsum(sizes) - sizes) if len(idx) else np.zeros(0, np.int64)
     pass_cost = n_runs * 2 * (_CALL_NS + width * _PASS_NS_PER_ENTRY)
     sort_cost = width * _SORT_NS_PER_ENTRY + 2 * _CALL_NS
     by_sort = pass_cost > sort_cost
@@ -455,7 +459,13 @@ def _count_rows(dist, rows, bounds, c_col, c_val, out) -> None:
         chunk = sort_rows[s:s + step]
         ordered = np.sort(dist[chunk], axis=1)
         for i, r in enumerate(chunk):
-            _count_row(dist[r], ordered[i], bounds[r], bounds[r + 1], c_col, c_val, out, mask)
+            start, stop = bounds[r], bounds[r + 1]
+            vals = c_val[start:stop]
+            below = ordered[i].searchsorted(vals, side="left")
+            if (ordered[i].searchsorted(vals, side="right") - below == 1).all():
+                out[start:stop] = below  # no ties (the common case): done
+            else:
+                _count_row(dist[r], ordered[i], start, stop, c_col, c_val, out, mask)
 
 
 def _count_row(row, ordered, start, stop, c_col, c_val, out, mask) -> None:
@@ -468,9 +478,6 @@ def _count_row(row, ordered, start, stop, c_col, c_val, out, mask) -> None:
         run_vals = vals[run_starts]
         below_all = np.searchsorted(ordered, run_vals, side="left")
         ties_all = np.searchsorted(ordered, run_vals, side="right") - below_all
-        if (ties_all == 1).all():  # the common case: no ties, one vectorised write
-            out[start:stop] = below_all  # (each run is then a single candidate)
-            return
     for i, (s, e) in enumerate(zip(run_starts, run_stops)):
         v = vals[s]
         if ordered is None:

@@ -330,12 +330,10 @@ class RetrievalPlan:
     g_face: FaceGallery | None = None
     e_face: FaceGallery | None = None
     cameras: CameraIndex | None = None
-    # min-enrichment: samples laid out by gallery image (fusion.EnrichmentLayout)
+    # min-enrichment: samples laid out by gallery image (fusion.EnrichmentLayout). The
+    # product is formed in sample order and then laid out: a BLAS may round a column
+    # differently at another position, and the full-matrix path uses sample order.
     e_layout: EnrichmentLayout | None = None
-    # the enriched ReID features in the order their product columns come in: the layout's
-    # (min-enrichment reads its levels in place) unless "append" needs the sample order
-    e_reid: np.ndarray | None = None
-    e_in_layout: bool = False
     self_e: np.ndarray | None = None       # sample of each (query, own sample) pair, by query
     self_start: np.ndarray | None = None   # pairs of query q: self_start[q]:self_start[q + 1]
     backend_state: dict = field(default_factory=dict)  # e.g. torch tensors, built on first use
@@ -398,8 +396,6 @@ def plan_retrieval(
         plan.cameras = CameraIndex(gallery.camids) if exclude_same_camera else None
     if need_enriched:
         plan.e_layout = EnrichmentLayout.of(enriched.gallery_index)
-        plan.e_in_layout = not append
-        plan.e_reid = enriched.reid[plan.e_layout.order] if plan.e_in_layout else enriched.reid
         self_q, plan.self_e = _self_pairs(np.arange(len(query)), enriched.source_query)
         plan.self_start = np.searchsorted(self_q, np.arange(len(query) + 1))
     return plan
@@ -462,7 +458,7 @@ def score_block(
         reid_distance(block.reid, plan.gallery.reid, out=reid[:, :n_gallery])
     if plan.need_enriched:
         with clock("reid enriched product"):
-            reid_distance(block.reid, plan.e_reid, out=reid[:, n_gallery:])
+            reid_distance(block.reid, plan.enriched.reid, out=reid[:, n_gallery:])
     face = None
     if plan.need_face:
         face = workspace.get("face", nb, plan.face_width)
@@ -507,12 +503,10 @@ def _lowest_per_variant(plan: RetrievalPlan, reid: np.ndarray, block_self) -> di
     variants = sorted({c.exclude_self for c in plan.configs if c.enrichment == "min"})
     if not variants or not plan.n_enriched:
         return {}
-    samples = reid[:, plan.n_gallery:]
-    if not plan.e_in_layout:  # "append" reads the samples in their own order: a laid-out copy
-        samples = np.take(samples, plan.e_layout.order, axis=1)
+    samples = np.take(reid[:, plan.n_gallery:], plan.e_layout.order, axis=1)  # laid out (a copy)
     lowest = {}
     for exclude_self in variants:  # False first: True then writes +inf over own copies
-        if exclude_self and len(block_self[0]):  # (nothing else reads these columns)
+        if exclude_self and len(block_self[0]):
             samples[block_self[0], plan.e_layout.position[block_self[1]]] = np.inf
         lowest[exclude_self] = plan.e_layout.lowest(samples)
     return lowest

@@ -41,7 +41,7 @@ class _DeviceGallery:
         put = lambda a: torch.from_numpy(np.ascontiguousarray(a)).to(device)  # noqa: E731
         self.device = device
         self.g_reid = put(plan.gallery.reid)
-        self.e_reid = put(plan.e_reid) if plan.need_enriched else None
+        self.e_reid = put(plan.enriched.reid) if plan.need_enriched else None
         self.g_face = _DeviceFaces(plan.g_face, put) if plan.g_face is not None else None
         self.e_face = _DeviceFaces(plan.e_face, put) if plan.e_face is not None else None
         if plan.cameras is not None:  # gallery camera as its index among the gallery's cameras
@@ -183,7 +183,7 @@ def score_block_torch(plan, block, *, timings: dict[str, float] | None = None):
         with clock("fusion and enrichment"):
             variants = sorted({c.exclude_self for c in plan.configs if c.enrichment == "min"})
             if variants and n_enriched:
-                laid_out = samples if plan.e_in_layout else samples.index_select(1, dev.e_order)
+                laid_out = samples.index_select(1, dev.e_order)  # a copy
                 for exclude_self in variants:  # False first: True then writes +inf over own copies
                     if exclude_self and len(block_self[0]):
                         laid_out[put(block_self[0]), put(plan.e_layout.position[block_self[1]])] = float("inf")

@@ -280,7 +280,7 @@ class MetricAccumulator:
         same_cam = self._g_cam[cand_col] == self._q_cam[rows][cand_row]
         values = np.asarray(gather(cand_row, cand_col))
         # Within a row, candidates in ranking order: by distance, then gallery index.
-        order = np.lexsort((cand_col, values, cand_row))
+        order = _ranking_order(cand_row, values, cand_col)
         cand_row, cand_col, values = cand_row[order], cand_col[order], values[order]
         same_pid, same_cam, excluded = same_pid[order], same_cam[order], excluded[order]
         if self._with_clothes:
@@ -492,6 +492,19 @@ def _count_row(row, ordered, start, stop, c_col, c_val, out, mask) -> None:
                 np.equal(row, v, out=mask)
             tied_cols = np.flatnonzero(mask)
             out[start + s:start + e] = below + np.searchsorted(tied_cols, c_col[start + s:start + e])
+
+
+def _ranking_order(row: np.ndarray, value: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Order of (row, value, col) triples, lexicographic. float32 values (the usual case)
+    and small enough rows/cols pack into one unique uint64 key: one SIMD argsort instead
+    of lexsort's three stable sorts."""
+    if value.dtype != np.float32 or len(row) == 0 or row.max() >= 1 << 12 or col.max() >= 1 << 20:
+        return np.lexsort((col, value, row))
+    bits = (value + np.float32(0.0)).view(np.uint32)  # + 0.0: -0.0 becomes 0.0 (they tie)
+    # order-preserving map of IEEE bits to unsigned integers (negatives reversed)
+    bits = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31)).astype(np.uint64)
+    key = (row.astype(np.uint64) << np.uint64(52)) | (bits << np.uint64(20)) | col.astype(np.uint64)
+    return np.argsort(key)
 
 
 def _check_len(name: str, arr: np.ndarray, n: int) -> None:

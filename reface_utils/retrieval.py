@@ -472,7 +472,7 @@ def score_block(
         counts = plan.self_start[rows + 1] - plan.self_start[rows]
         block_self = (np.repeat(np.arange(nb), counts), plan.self_e[_ranges(plan.self_start[rows], counts)])
     with clock("fusion and enrichment"):
-        lowest = _lowest_per_variant(plan, reid, block_self)
+        lowest = _lowest_per_variant(plan, reid, block_self, workspace)
     mixed = any(c.enrichment is not None or 0.0 < c.alpha < 1.0 for c in plan.configs)
     work = workspace.get("work", nb, max(plan.width, plan.face_width)) if mixed else None
     metrics, top = {}, {}
@@ -480,13 +480,14 @@ def score_block(
         with clock("fusion and enrichment"):
             dist = _config_block(config, reid, face, work, n_gallery, nb, plan.threads)
             exclude = None
-            if config.enrichment == "min" and plan.n_enriched:
-                enriched_reid = np.take(reid, plan.e_layout.cols, axis=1)  # (take: faster than [:, cols])
+            if config.enrichment == "min" and plan.n_enriched and config.alpha > 0.0:
+                cols = plan.e_layout.cols  # (np.take into reused buffers: no [:, cols] temporaries)
+                enriched_reid = np.take(reid, cols, axis=1, out=workspace.get("cols reid", nb, len(cols)))
                 np.minimum(enriched_reid, lowest[config.exclude_self], out=enriched_reid)
-                if config.alpha == 1.0:
-                    dist[:, plan.e_layout.cols] = enriched_reid
-                elif config.alpha > 0.0:
-                    dist[:, plan.e_layout.cols] = fuse(enriched_reid, face[:, plan.e_layout.cols], config.alpha)
+                if config.alpha < 1.0:
+                    face_cols = np.take(face, cols, axis=1, out=workspace.get("cols face", nb, len(cols)))
+                    fuse(enriched_reid, face_cols, config.alpha, out=enriched_reid)
+                dist[:, cols] = enriched_reid
             if config.enrichment == "append" and config.exclude_self and plan.n_enriched:
                 exclude = (block_self[0], n_gallery + block_self[1])
         with clock("metrics"):
@@ -497,13 +498,15 @@ def score_block(
     return BlockScores(rows, metrics, top)
 
 
-def _lowest_per_variant(plan: RetrievalPlan, reid: np.ndarray, block_self) -> dict[bool, np.ndarray]:
+def _lowest_per_variant(plan: RetrievalPlan, reid: np.ndarray, block_self,
+                        workspace: Workspace) -> dict[bool, np.ndarray]:
     """Per min-enrichment variant (own copies kept: False, left out: True) the smallest
     ReID distance of each group of enriched samples, (b, groups)."""
     variants = sorted({c.exclude_self for c in plan.configs if c.enrichment == "min"})
     if not variants or not plan.n_enriched:
         return {}
-    samples = np.take(reid[:, plan.n_gallery:], plan.e_layout.order, axis=1)  # laid out (a copy)
+    samples = np.take(reid[:, plan.n_gallery:], plan.e_layout.order, axis=1,  # laid out (a copy)
+                      out=workspace.get("samples", len(reid), plan.n_enriched))
     lowest = {}
     for exclude_self in variants:  # False first: True then writes +inf over own copies
         if exclude_self and len(block_self[0]):

@@ -248,6 +248,9 @@ class EnrichmentLayout:
     @classmethod
     def of(cls, enriched_to_gallery: np.ndarray) -> "EnrichmentLayout":
         e2g = np.asarray(enriched_to_gallery, dtype=np.int64).ravel()
+        if len(e2g) == 0:
+            empty = np.zeros(0, np.int64)
+            return cls(empty, empty, empty, empty)
         cols, group, sizes = np.unique(e2g, return_inverse=True, return_counts=True)
         by_size = np.argsort(-sizes, kind="stable")
         rank = np.argsort(by_size)[group]            # group rank of each sample
@@ -255,7 +258,7 @@ class EnrichmentLayout:
         starts = np.concatenate(([0], np.cumsum(sizes[by_size])[:-1]))
         level = np.empty(len(e2g), np.int64)
         level[by_group] = np.arange(len(e2g)) - np.repeat(starts, sizes[by_size])
-        level_counts = np.bincount(level) if len(e2g) else np.zeros(0, np.int64)
+        level_counts = np.bincount(level)
         level_start = np.concatenate(([0], np.cumsum(level_counts)[:-1]))
         position = level_start[level] + rank
         order = np.empty(len(e2g), np.int64)

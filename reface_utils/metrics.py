@@ -30,13 +30,17 @@ NaN distances are rejected (``ValueError``): the reference silently ranks them l
 
 How it stays fast and small. Nothing here argsorts a Q x G matrix. The only gallery
 entries whose position matters are the query's own identity (good and junk); for each good
-match the number of entries before it in the row is counted with two vectorised passes
-over the row (``<`` and ``==``, the latter resolving ties by gallery index) -- or, when a
-small gallery meets many good matches, with one sort of that row and binary searches,
-whichever is cheaper -- and the junk entries before it are counted among the few
-same-identity entries. Memory is O(block rows x gallery), which is what lets
-``retrieval.py`` evaluate LaST (10k x 125k) block by block. Rows that tie throughout
-(face-only runs, queries without a face) cost one extra pass per distinct tied value.
+match the number of entries before it in the row is counted -- with two vectorised passes
+over the row per distinct value (``<`` and ``==``, the latter resolving ties by gallery
+index) when a large gallery meets few good matches, otherwise by sorting the row (numpy's
+SIMD sort, several rows per call) and binary searches -- and the junk entries before it
+are counted among the few same-identity entries. Memory is O(block rows x gallery), which
+is what lets ``retrieval.py`` evaluate LaST (10k x 125k) block by block.
+
+Blocks are scored by a pure step (:meth:`MetricAccumulator.score_block` ->
+:class:`BlockMetrics`: per-query AP and first good rank) and merged by
+:meth:`MetricAccumulator.merge`; the CMC histogram and the AP sum are formed once from the
+per-query arrays, so any block size, block order or place of scoring gives the same bits.
 
 If no query is evaluated, ``cmc`` is all zeros and ``mAP`` is 0.0 (the reference's
 ``evaluate_with_clothes`` does the same; its ``evaluate`` divides by zero).
@@ -136,8 +140,10 @@ class MetricAccumulator:
     >>> acc.result("standard").mAP
 
     All requested modes are computed from the same pass over each block. Blocks may come
-    in any order; each query may be added once. ``threads`` > 1 splits the counting passes
-    over rows between threads (numpy releases the GIL in them).
+    in any order; each query may be added once. ``add_block`` is ``merge(score_block(...))``:
+    ``score_block`` only reads the labels, so blocks can be scored elsewhere (threads,
+    processes, a cluster) and merged here. ``threads`` > 1 splits the counting over rows
+    between threads (numpy releases the GIL in it).
     ``cc_skip_enriched_only=False`` drops GEFF's camera -1 rule (ReFace's first release,
     which appended enriched samples to the gallery, evaluated without it).
     """

@@ -9,6 +9,13 @@ to a :class:`~reface_utils.metrics.MetricAccumulator`. No Q x G matrix, float64 
 otherwise, and no argsort of one, is ever held: at LaST scale (10,176 x 125,353, 4096-d)
 the stage runs in a few hundred MB beyond the features themselves.
 
+The pass is three steps, usable apart (e.g. to run blocks as remote tasks):
+:func:`plan_retrieval` (checks, prepares what all blocks share), :func:`score_block` (a
+pure function of the plan and one :class:`QueryBlock`, returning a picklable
+:class:`BlockScores`) and :func:`merge_blocks` (exact: same bits in any block order).
+``device`` picks numpy on the CPU or torch (``retrieval_torch.py``: CUDA, or the CPU for
+tests); "auto" takes CUDA when torch sees one.
+
 Enrichment, two formulations, both in the reference code (read for facts):
 
 * ``"min"`` (GEFF, the later README numbers): the enriched samples are kept apart from the

@@ -116,6 +116,8 @@ class CameraIndex:
         pos = np.clip(np.searchsorted(self.cameras, cams), 0, len(self.cameras) - 1)
         hit = (self.cameras[pos] == cams) & (self._count[pos] > 0)
         rows, pos = rows[hit], pos[hit]
+        if len(rows) == 0:  # e.g. LaST: every image its own camera
+            return
         by_cam = np.argsort(pos, kind="stable")
         rows, pos = rows[by_cam], pos[by_cam]
         bounds = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1], [True])))

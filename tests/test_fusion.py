@@ -158,3 +158,5 @@ def test_camera_fill_equals_pairs():
     keep = np.isin(r, rows)
     expected[r[keep], c[keep]] = np.inf
     np.testing.assert_array_equal(out, expected)
+    index.fill(out, np.full(30, 99), np.arange(30), -1.0)  # no query camera in the gallery (LaST)
+    np.testing.assert_array_equal(out, expected)

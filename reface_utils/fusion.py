@@ -194,10 +194,12 @@ def _face_distance_into(
     q_has_face: np.ndarray,
     gallery: FaceGallery,
     same_camera: tuple[np.ndarray, np.ndarray] | tuple[CameraIndex, np.ndarray] | None,
+    sims_buf: np.ndarray | None = None,
 ) -> np.ndarray:
     """face_distance's work with the gallery prepared; shared by face_distance and
     retrieval's blocks (so both give the same bits). same_camera: the (row, col) pairs
-    listed, or (CameraIndex of the gallery, the rows' camera ids).
+    listed, or (CameraIndex of the gallery, the rows' camera ids). sims_buf: a reusable
+    float32 buffer of at least (rows, faces in the gallery) for the compact product.
 
     Fastest when the rows with a face come first (retrieval orders its queries so)."""
     faced = np.flatnonzero(q_has_face)
@@ -209,7 +211,7 @@ def _face_distance_into(
         np.matmul(queries, gallery.compact.T, out=target)
         np.subtract(np.float32(1.0), target, out=target)
     elif n_faced:
-        sims = queries @ gallery.compact.T
+        sims = np.matmul(queries, gallery.compact.T, out=None if sims_buf is None else sims_buf[:n_faced])
         np.subtract(np.float32(1.0), sims, out=sims)
         target.fill(1.0)  # gallery without face: similarity 0
         target[:, gallery.cols] = sims

@@ -471,7 +471,8 @@ def score_block(
         face = workspace.get("face", nb, plan.face_width)
         with clock("face"):
             cameras = (plan.cameras, block.camids) if plan.cameras is not None else None
-            _face_distance_into(face[:, :n_gallery], block.face, block.has_face, plan.g_face, cameras)
+            sims_buf = None if plan.g_face.dense else workspace.get("face sims", nb, len(plan.g_face.cols))
+            _face_distance_into(face[:, :n_gallery], block.face, block.has_face, plan.g_face, cameras, sims_buf)
             if plan.append:  # appended samples: camera -1 is nobody's camera, no exclusion
                 _face_distance_into(face[:, n_gallery:], block.face, block.has_face, plan.e_face, None)
     block_self = None

@@ -2,25 +2,29 @@
 
 For each scale (METHOD.md section 8 sizes), in a fresh subprocess so that peak memory is
 per scale: build synthetic ReID (4096-d) and face (512-d) features with identities,
-cameras, clothes and enriched samples; run the whole stage (ReID + face distances, GEFF
-min-enrichment, fusion alpha = 0.75, standard + CC + SC metrics) and read the peak RSS;
-then, in the same process, time the bare Q x G x 4096 float32 matrix product (block-wise,
-the stage's block size). Ratios reported, stage time over:
+cameras, outfits and enriched samples; then, for ``--repeats`` rounds, time in turns
+(the order alternates from round to round, so that other processes on a shared machine
+slow both alike):
 
-- ratio: the bare product timed once after the stage;
-- paired ratio: the bare product and the stage timed over the same 8 query chunks, taking
-  turns, so that other processes on a shared machine slow both alike (the headline);
-- in-stage ratio: the stage's own Q x G x 4096 product (``run_retrieval(timings=...)``);
-- CPU-time ratio: process CPU seconds (all threads) of the stage over the bare product.
+- the stage: one ``run_retrieval`` call -- ReID + face distances, GEFF min-enrichment,
+  fusion (alpha = 0.75), standard + CC + SC metrics -- on each ``--device``;
+- the bare float32 products the stage needs, block-wise into reused buffers with the
+  stage's block size: queries x gallery (ReID, 4096-d), queries x enriched samples (ReID)
+  and queries-with-a-face x gallery-with-a-face (512-d; the stage skips the rest, whose
+  face distance is a constant), on the same device.
 
-Also: the notebook's five-configuration table in one pass, and
-- PRCC, LTCC: the full-matrix computation (fusion functions on whole matrices +
-  metrics.evaluate), asserted identical to the block-wise results;
-- PRCC: a straightforward per-query loop implementation of the protocol (reference
-  style: row-by-row distances, loops for enrichment and face conventions, full argsort,
-  per-query in1d), timed, to show the speed-up.
+ratio = stage / bare products, per round; the table shows the median over rounds (and the
+median times). Peak RSS is the process's ``ru_maxrss`` (features included).
 
-    python benchmarks/bench_retrieval.py --scales prcc,ltcc,last
+Also, for PRCC and LTCC with the numpy device: the full-matrix computation (fusion
+functions on whole matrices + metrics.evaluate) against the block-wise results (CMC and
+mAP compared; see run_scale on the last bit of OpenBLAS products); and with ``--loop`` at PRCC, a straightforward per-query loop implementation of
+the protocol (reference style), timed.
+
+Scales: prcc, ltcc, last, or a fraction of one as ``last/4`` (queries, gallery and
+identities divided by 4).
+
+    python benchmarks/bench_retrieval.py --scales ltcc,prcc --repeats 5 --device numpy,torch-cpu
 """
 from __future__ import annotations
 
@@ -45,7 +49,8 @@ from reface_utils.retrieval import (  # noqa: E402
     EnrichedGallery,
     FeatureSet,
     RetrievalConfig,
-    default_configs,
+    plan_retrieval,
+    resolve_device,
     run_retrieval,
 )
 
@@ -61,16 +66,35 @@ class Scale:
     n_gallery: int
     n_pids: int
     n_cams: int | None  # None: every image its own camera (LaST)
-    outfits: int        # clothes per identity
-    clothes_labels: bool = True  # False: the test set has none, clothes id = pid (LaST)
+    outfits: int        # clothes per identity: queries and gallery images draw one each
+
+    def fraction(self, divisor: int) -> "Scale":
+        """The same statistics with queries, gallery and identities divided by ``divisor``."""
+        if divisor == 1:
+            return self
+        return Scale(f"{self.name}/{divisor}", max(1, self.n_query // divisor), max(1, self.n_gallery // divisor),
+                     max(1, self.n_pids // divisor), self.n_cams, self.outfits)
 
 
 SCALES = {
     # PRCC: queries B (3,873) and C (3,543) against gallery A, 71 test identities
     "prcc": Scale("PRCC", 3873 + 3543, 3384, 71, 3, 2),
     "ltcc": Scale("LTCC", 493, 7050, 75, 12, 4),
-    "last": Scale("LaST", 10176, 125353, 5806, None, 3, clothes_labels=False),
+    # LaST's test labels carry no clothes ids; the synthetic people wear 3 outfits so that
+    # the CC and SC modes evaluate queries (and cost what they would with labels)
+    "last": Scale("LaST", 10176, 125353, 5806, None, 3),
 }
+
+
+def parse_scale(text: str) -> Scale:
+    """"last" or "last/4" (a quarter of LaST)."""
+    key, _, div = text.strip().lower().partition("/")
+    if key not in SCALES:
+        raise ValueError(f"unknown scale {key!r}; choose from {', '.join(SCALES)} (optionally /N)")
+    divisor = int(div) if div else 1
+    if divisor < 1:
+        raise ValueError(f"scale fraction must be /N with N >= 1, got {text!r}")
+    return SCALES[key].fraction(divisor)
 
 
 def _features(rng, pids, clothes, centres, outfit_shift, noise, projection, chunk=8192) -> np.ndarray:
@@ -124,8 +148,6 @@ def synthetic(scale: Scale, seed: int = 0):
     g_face = _features(rng, g_pid, None, centres, None, noise, projection)
     q_face[~q_has] = 0
     g_face[~g_has] = 0
-    if not scale.clothes_labels:
-        q_clothes, g_clothes = q_pid, g_pid
     query = FeatureSet(q_reid, q_pid, q_cam, q_clothes, q_face, q_has)
     gallery = FeatureSet(g_reid, g_pid, g_cam, g_clothes, g_face, g_has)
     # enrichment: 80% of the queries with a face, 85% of them attached to their identity
@@ -138,39 +160,40 @@ def synthetic(scale: Scale, seed: int = 0):
     return query, gallery, table
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process, all threads (less sensitive than wall time to other
-    processes sharing the machine)."""
-    t = os.times()
-    return t.user + t.system
+def bare_products(query: FeatureSet, gallery: FeatureSet, enriched: EnrichedGallery, block: int,
+                  device: str) -> float:
+    """Wall seconds of the float32 products the stage needs, block-wise with its block size
+    into reused buffers: Q x G and Q x E (4096-d), faced Q x faced G (512-d)."""
+    faced_q, faced_g = query.face[query.has_face], gallery.face[gallery.has_face]
+    pairs = [(query.reid, gallery.reid), (query.reid, enriched.reid), (faced_q, faced_g)]
+    if device == "numpy":
+        start = time.perf_counter()
+        for left, right in pairs:
+            out = np.empty((block, len(right)), np.float32)
+            for s in range(0, len(left), block):
+                e = min(s + block, len(left))
+                np.matmul(left[s:e], right.T, out=out[: e - s])
+        return time.perf_counter() - start
+    import torch
+
+    dev = torch.device(device)
+    tensors = [(torch.from_numpy(left), torch.from_numpy(right).to(dev)) for left, right in pairs]
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for left, right in tensors:  # queries cross per block, as in the stage
+        for s in range(0, len(left), block):
+            left[s:s + block].to(dev) @ right.T
+    sync()
+    return time.perf_counter() - start
 
 
-def bare_matmul(query: np.ndarray, gallery: np.ndarray, block: int) -> tuple[float, float]:
-    """(wall, CPU) seconds for the Q x G float32 product, block-wise into one reused buffer."""
-    out = np.empty((block, len(gallery)), np.float32)
-    start, cpu = time.perf_counter(), cpu_seconds()
-    for s in range(0, len(query), block):
-        e = min(s + block, len(query))
-        np.matmul(query[s:e], gallery.T, out=out[: e - s])
-    return time.perf_counter() - start, cpu_seconds() - cpu
-
-
-def paired_timing(query: FeatureSet, gallery: FeatureSet, enriched: EnrichedGallery, configs, block: int,
-                  chunks: int = 8) -> tuple[float, float]:
-    """Stage and bare-product wall seconds over the same query chunks, alternating which
-    goes first, so that other processes on a shared machine slow both alike."""
-    stage_s = bare_s = 0.0
-    for i, rows in enumerate(np.array_split(np.arange(len(query)), chunks)):
-        part = FeatureSet(query.reid[rows], query.pids[rows], query.camids[rows], query.clothes_ids[rows],
-                          query.face[rows], query.has_face[rows])
-        for step in ((0, 1) if i % 2 == 0 else (1, 0)):
-            if step == 0:
-                bare_s += bare_matmul(part.reid, gallery.reid, block)[0]
-            else:
-                t0 = time.perf_counter()
-                run_retrieval(part, gallery, configs, modes=MODES, enriched=enriched, progress=False)
-                stage_s += time.perf_counter() - t0
-    return stage_s, bare_s
+def stage(query, gallery, enriched, device: str, phases: dict | None = None):
+    main_config = [RetrievalConfig("fused+enriched", ALPHA, "min")]
+    start = time.perf_counter()
+    res = run_retrieval(query, gallery, main_config, modes=MODES, enriched=enriched, progress=False,
+                        timings=phases, device=device)
+    return time.perf_counter() - start, res
 
 
 def per_query_loop(query: FeatureSet, gallery: FeatureSet, table: pd.DataFrame, alpha: float):
@@ -237,94 +260,128 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def run_scale(key: str) -> dict:
-    scale = SCALES[key]
+def run_scale(scale_text: str, devices: list[str], repeats: int, loop: bool) -> dict:
+    scale = parse_scale(scale_text)
     t0 = time.perf_counter()
     query, gallery, table = synthetic(scale)
     enriched = EnrichedGallery.from_table(table, query, gallery)
     gen_s = time.perf_counter() - t0
     load_before = os.getloadavg()[0]
-    main = [RetrievalConfig("fused+enriched", ALPHA, "min")]
-    block = int(np.clip((192 << 20) // (4 * (len(gallery) + len(enriched))), 16, 1024))  # run_retrieval's default
-    phases: dict[str, float] = {}
-    t0, cpu0 = time.perf_counter(), cpu_seconds()
-    res = run_retrieval(query, gallery, main, modes=MODES, enriched=enriched, progress=False, timings=phases)
-    stage_s, stage_cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    rss = peak_rss_gib()
-    bare_s, bare_cpu = bare_matmul(query.reid, gallery.reid, block)
-    paired_stage_s, paired_bare_s = paired_timing(query, gallery, enriched, main, block)
-    t0 = time.perf_counter()
-    table_res = run_retrieval(query, gallery, default_configs(ALPHA), modes=MODES, enriched=enriched, progress=False)
-    table_s = time.perf_counter() - t0
+    rounds = {d: {"stage_s": [], "bare_s": [], "ratio": []} for d in devices}
+    phases = {d: {} for d in devices}
+    results = {}
+    for r in range(repeats):
+        for device in devices:
+            backend = resolve_device(device)
+            block = plan_retrieval(query, gallery, [RetrievalConfig("f", ALPHA, "min")], modes=MODES,
+                                   enriched=enriched, device=device).default_block_size()
+            times = {}
+            for step in (("bare", "stage") if r % 2 == 0 else ("stage", "bare")):
+                if step == "bare":
+                    times[step] = bare_products(query, gallery, enriched, block, backend)
+                else:
+                    times[step], results[device] = stage(query, gallery, enriched, device,
+                                                         phases[device] if r == 0 else None)
+            rounds[device]["stage_s"].append(times["stage"])
+            rounds[device]["bare_s"].append(times["bare"])
+            rounds[device]["ratio"].append(times["stage"] / times["bare"])
     out = {
         "scale": scale.name, "query": len(query), "gallery": len(gallery), "enriched": len(enriched),
-        "generate_s": gen_s, "stage_s": stage_s, "peak_rss_gib": rss, "block": block,
-        "bare_matmul_s": bare_s, "ratio": stage_s / bare_s, "table_5_configs_s": table_s,
-        "paired_stage_s": paired_stage_s, "paired_bare_s": paired_bare_s,
-        "paired_ratio": paired_stage_s / paired_bare_s,
-        "stage_cpu_s": stage_cpu, "bare_cpu_s": bare_cpu, "cpu_ratio": stage_cpu / bare_cpu,
-        # the stage's own Q x G x 4096 product, timed inside it: a ratio that other
-        # processes on the machine affect the same way on both sides
-        "phases": phases, "in_stage_ratio": stage_s / phases["reid gallery product"],
+        "generate_s": gen_s, "peak_rss_gib": peak_rss_gib(), "repeats": repeats,
         "load_avg_start": load_before, "load_avg_end": os.getloadavg()[0],
-        "results": res.table.round(4).to_dict("records"),
-        "table": table_res.table[["config", "mode", "top1", "mAP"]].round(4).to_dict("records"),
+        "devices": {d: {"stage_s": float(np.median(v["stage_s"])), "bare_s": float(np.median(v["bare_s"])),
+                        "ratio": float(np.median(v["ratio"])), "ratios": v["ratio"], "phases": phases[d],
+                        "results": results[d].table.round(4).to_dict("records")}
+                    for d, v in rounds.items()},
     }
-    if key in ("prcc", "ltcc"):
+    if "numpy" in [resolve_device(d) for d in devices] and scale.n_gallery <= 10_000:
+        res = results[next(d for d in devices if resolve_device(d) == "numpy")]
+        # OpenBLAS rounds a float32 product differently with the shape of the call (a
+        # 1,024-query block vs all queries at once), so at 4,096-d the distances may
+        # differ in the last bit; with equal distances the results are equal bit for bit
+        # (tests/test_retrieval.py, tests/test_metrics.py).
         full = full_matrix(query, gallery, enriched, ALPHA)
-        for mode in MODES:
-            got = res.results[("fused+enriched", mode)]
-            assert np.array_equal(got.cmc, full[mode].cmc), f"{scale.name} {mode}: CMC differs from full matrix"
-            assert got.mAP == full[mode].mAP, f"{scale.name} {mode}: mAP differs from full matrix"
-            assert got.num_evaluated == full[mode].num_evaluated
-        out["identical_to_full_matrix"] = True
-    if key == "prcc":
+        got = {m: res.results[("fused+enriched", m)] for m in MODES}
+        out["full_matrix"] = {
+            "identical": all(np.array_equal(got[m].cmc, full[m].cmc) and got[m].mAP == full[m].mAP for m in MODES),
+            "same_cmc": all(np.array_equal(got[m].cmc, full[m].cmc) for m in MODES),
+            "max_map_diff": max(abs(got[m].mAP - full[m].mAP) for m in MODES),
+        }
+    if len(devices) > 1:  # the devices against the first: same numbers?
+        first = results[devices[0]]
+        out["max_map_diff"] = {d: max(abs(results[d].results[k].mAP - first.results[k].mAP) for k in first.results)
+                               for d in devices[1:]}
+        out["same_first_ranks"] = {d: all(np.array_equal(results[d].results[k].first_good_rank,
+                                                         first.results[k].first_good_rank) for k in first.results)
+                                   for d in devices[1:]}
+    if loop:
         t0 = time.perf_counter()
-        loop = per_query_loop(query, gallery, table, ALPHA)
+        ref = per_query_loop(query, gallery, table, ALPHA)
         out["loop_s"] = time.perf_counter() - t0
+        res = results[devices[0]]
         out["loop_max_abs_diff"] = max(
-            max(np.abs(loop[m][0] - res.results[("fused+enriched", m)].cmc).max(),
-                abs(loop[m][1] - res.results[("fused+enriched", m)].mAP)) for m in MODES)
+            max(np.abs(ref[m][0] - res.results[("fused+enriched", m)].cmc).max(),
+                abs(ref[m][1] - res.results[("fused+enriched", m)].mAP)) for m in MODES)
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scales", default="prcc,ltcc,last", help="comma-separated: prcc, ltcc, last")
-    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--scales", default="ltcc,prcc,last", help="comma-separated: prcc, ltcc, last, or e.g. last/4")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per scale (median reported)")
+    parser.add_argument("--device", default="numpy",
+                        help="comma-separated run_retrieval devices: numpy, torch-cpu, cuda, auto")
+    parser.add_argument("--loop", action="store_true", help="also time a per-query loop implementation")
     parser.add_argument("--json", help="also write the raw numbers to this file")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    devices = [d.strip() for d in args.device.split(",") if d.strip()]
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    try:
+        for device in devices:
+            resolve_device(device)
+        scales = [s for s in args.scales.split(",") if s.strip()]
+        for text in scales:
+            parse_scale(text)
+    except ValueError as err:
+        parser.error(str(err))
     if args.child:
-        print(json.dumps(run_scale(args.child)))
+        print(json.dumps(run_scale(args.child, devices, args.repeats, args.loop)))
         return
     rows = []
-    for key in [s.strip().lower() for s in args.scales.split(",") if s.strip()]:
-        if key not in SCALES:
-            parser.error(f"unknown scale {key!r}; choose from {', '.join(SCALES)}")
-        print(f"running {SCALES[key].name} in a fresh process ...", flush=True)
-        proc = subprocess.run([sys.executable, __file__, "--child", key], capture_output=True, text=True)
+    for text in scales:
+        print(f"running {parse_scale(text).name} in a fresh process ({args.repeats} rounds) ...", flush=True)
+        cmd = [sys.executable, __file__, "--child", text, "--device", ",".join(devices), "--repeats", str(args.repeats)]
+        proc = subprocess.run(cmd + (["--loop"] if args.loop else []), capture_output=True, text=True)
         if proc.returncode != 0:
-            sys.exit(f"{key} failed:\n{proc.stderr}")
+            sys.exit(f"{text} failed:\n{proc.stderr}")
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         rows.append(row)
-        print(pd.DataFrame(row["results"]).to_string(index=False), flush=True)
-    columns = {
-        "scale": "scale", "query": "Q", "gallery": "G", "enriched": "E", "stage_s": "stage s",
-        "peak_rss_gib": "peak RSS GiB", "bare_matmul_s": "bare matmul s", "ratio": "ratio",
-        "paired_ratio": "paired ratio", "in_stage_ratio": "in-stage ratio", "cpu_ratio": "CPU-time ratio",
-        "table_5_configs_s": "5-config table s", "load_avg_start": "load",
-    }
-    summary = pd.DataFrame(rows)[list(columns)].rename(columns=columns)
+        for device, d in row["devices"].items():
+            print(f"[{device}]")
+            print(pd.DataFrame(d["results"])[["mode", "top1", "mAP", "evaluated", "skipped"]].to_string(index=False))
+    table = pd.DataFrame([
+        {"scale": r["scale"], "device": dev, "Q": r["query"], "G": r["gallery"], "E": r["enriched"],
+         "stage s": d["stage_s"], "bare products s": d["bare_s"], "ratio": d["ratio"],
+         "ratio range": f"{min(d['ratios']):.2f}-{max(d['ratios']):.2f}", "rounds": r["repeats"],
+         "peak RSS GiB": r["peak_rss_gib"], "load": r["load_avg_start"]}
+        for r in rows for dev, d in r["devices"].items()])
     print()
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
-    for row in rows:
-        print(f"{row['scale']} phases (s): " + ", ".join(f"{k} {v:.2f}" for k, v in row["phases"].items()))
-    for row in rows:
-        if "loop_s" in row:
-            print(f"{row['scale']}: per-query loop {row['loop_s']:.1f} s vs block-wise {row['stage_s']:.2f} s "
-                  f"(x{row['loop_s'] / row['stage_s']:.0f}); max |difference| {row['loop_max_abs_diff']:.1e}")
-        if row.get("identical_to_full_matrix"):
-            print(f"{row['scale']}: block-wise results identical to the full-matrix computation")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    for r in rows:
+        for dev, d in r["devices"].items():
+            print(f"{r['scale']} [{dev}] phases, first round (s): "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in d["phases"].items()))
+        if "full_matrix" in r:
+            f = r["full_matrix"]
+            print(f"{r['scale']}: block-wise vs full-matrix computation: identical {f['identical']}, "
+                  f"same CMC {f['same_cmc']}, max |mAP difference| {f['max_map_diff']:.1e}")
+        if "max_map_diff" in r:
+            print(f"{r['scale']}: vs {devices[0]}: max |mAP difference| {r['max_map_diff']}, "
+                  f"same first good ranks {r['same_first_ranks']}")
+        if "loop_s" in r:
+            print(f"{r['scale']}: per-query loop {r['loop_s']:.1f} s; max |difference| {r['loop_max_abs_diff']:.1e}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))
 

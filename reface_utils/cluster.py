@@ -32,7 +32,6 @@ Ray is an optional extra (``pip install 'reface[cluster]'``) imported only here,
 """
 from __future__ import annotations
 
-import math
 import os
 import uuid
 import warnings
@@ -43,12 +42,25 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+
 
 from . import cache
 from .images import ImageLike, UnreadableImagesWarning, describe, warn_unreadable
-from .metrics import EvalResult
-from .retrieval import EnrichedGallery, FeatureSet, RetrievalConfig, RetrievalResult, default_configs, run_retrieval
+from .progress import progress_bar
+from .retrieval import (
+    BlockScores,
+    EnrichedGallery,
+    FeatureSet,
+    QueryBlock,
+    RetrievalConfig,
+    RetrievalPlan,
+    RetrievalResult,
+    Workspace,
+    merge_blocks,
+    plan_retrieval,
+    query_blocks,
+    score_block,
+)
 
 __all__ = ["ENGINES", "check_engine", "connect", "FeatureModelSpec", "FeatureRun", "ray_cached_features",
            "reid_features_ray", "face_features_ray", "run_retrieval_ray", "track_videos_ray"]
@@ -247,7 +259,7 @@ def ray_cached_features(spec: FeatureModelSpec, images: Sequence[ImageLike], *,
         attempts: Counter[int] = Counter()
         pending, idle = deque(todo), list(pool)
         inflight: dict[Any, tuple[tuple[int, int, int], Any]] = {}
-        with tqdm(total=n, initial=n - sum(b[2] - b[1] for b in todo), desc=f"{desc} (ray)", unit="img",
+        with progress_bar(total=n, initial=n - sum(b[2] - b[1] for b in todo), desc=f"{desc} (ray)", unit="img",
                   disable=not progress, leave=False) as bar:
             while pending or inflight:
                 while idle and pending:
@@ -319,37 +331,6 @@ def face_features_ray(spec: FeatureModelSpec, images: Sequence[ImageLike], **opt
 
 
 # ----------------------------------------------------------------------------- retrieval
-def _query_plan(query: FeatureSet, gallery: FeatureSet, configs: Sequence[RetrievalConfig],
-                enriched: EnrichedGallery | None, block_size: int | None) -> tuple[np.ndarray, int]:
-    """The query order and block size ``run_retrieval`` uses (queries with a face first),
-    so that every task's blocks are the in-process blocks, row for row: a matrix product
-    of other rows could round differently."""
-    n_enriched = len(enriched) if enriched is not None else 0
-    need_enriched = any(c.enrichment is not None for c in configs) and n_enriched > 0
-    width = len(gallery) + (n_enriched if need_enriched else 0)
-    if block_size is None:
-        block_size = int(np.clip((192 << 20) // (4 * max(width, 1)), 16, 1024))
-    order = np.arange(len(query))
-    if any(c.alpha < 1.0 for c in configs) and query.has_face is not None:
-        order = np.concatenate([np.flatnonzero(query.has_face), np.flatnonzero(~query.has_face)])
-    return order, block_size
-
-
-def _query_subset(query: FeatureSet, rows: np.ndarray) -> FeatureSet:
-    def pick(x: np.ndarray | None) -> np.ndarray | None:
-        return None if x is None else x[rows]
-    return FeatureSet(query.reid[rows], query.pids[rows], query.camids[rows], pick(query.clothes_ids),
-                      pick(query.face), pick(query.has_face))
-
-
-def _enriched_for_subset(enriched: EnrichedGallery, rows: np.ndarray, num_queries: int) -> EnrichedGallery:
-    """The same samples, ``source_query`` renumbered to positions in ``rows`` (-1: another query)."""
-    position = np.full(num_queries + 1, -1, np.int64)  # index -1 -> the last entry, -1
-    position[rows] = np.arange(len(rows))
-    return EnrichedGallery(enriched.gallery_index, enriched.reid, enriched.pids, position[enriched.source_query],
-                           enriched.face, enriched.has_face)
-
-
 def _blas_threads() -> int:
     """This process's BLAS threads (OpenBLAS rounds a matrix product differently with
     another thread count: 4e-7 apart on the demo)."""
@@ -357,102 +338,50 @@ def _blas_threads() -> int:
     return max([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"], default=1)
 
 
-def _retrieval_task(query: FeatureSet, gallery: FeatureSet, enriched: EnrichedGallery | None, rows: np.ndarray,
-                    configs: list[RetrievalConfig], modes: tuple[str, ...], blas_threads: int,
-                    options: dict[str, Any]) -> dict:
-    """``run_retrieval`` over the queries ``rows`` (a contiguous range of its query order);
-    returns the per-query metric state, not the metrics, so that the merge is exact."""
+def _score_blocks_task(plan: RetrievalPlan, blocks: list[QueryBlock], blas_threads: int) -> list[BlockScores]:
+    """:func:`~reface_utils.retrieval.score_block` for some of a run's query blocks."""
     from threadpoolctl import threadpool_limits
 
-    part_enriched = _enriched_for_subset(enriched, rows, len(query)) if enriched is not None else None
-    states: dict[str, Any] = {}
     with threadpool_limits(blas_threads, user_api="blas"):
-        result = run_retrieval(_query_subset(query, rows), gallery, configs, modes=modes, enriched=part_enriched,
-                               progress=False, metric_states=states, **options)
-    per_mode = {}
-    for (config, mode), res in result.results.items():
-        per_mode[(config, mode)] = {"ap": states[config]._ap[mode],  # per-query AP, 0 where skipped
-                                    "first": res.first_good_rank, "skipped": res.num_skipped,
-                                    "width": len(res.cmc)}
-    return {"rows": rows, "metrics": per_mode, "topk": result.topk}
-
-
-def _merged_result(mode: str, num_query: int, parts: list[dict], key: tuple[str, str]) -> EvalResult:
-    """One mode's metrics from every part, as ``MetricAccumulator.result`` computes them."""
-    ap = np.zeros(num_query)
-    first = np.full(num_query, -1, np.int64)
-    skipped = 0
-    for part in parts:
-        state = part["metrics"][key]
-        ap[part["rows"]] = state["ap"]
-        first[part["rows"]] = state["first"]
-        skipped += state["skipped"]
-    width = parts[0]["metrics"][key]["width"]
-    evaluated = first >= 0
-    n = int(evaluated.sum())
-    if n:
-        cmc = np.cumsum(np.bincount(first[evaluated], minlength=width)) / n
-        m_ap = float(np.sum(ap)) / n  # one sum over all queries in query order, as in-process
-    else:
-        cmc, m_ap = np.zeros(width), 0.0
-    return EvalResult(mode, cmc, float(m_ap), n, skipped, first)
+        workspace = Workspace()
+        return [score_block(plan, block, workspace=workspace) for block in blocks]
 
 
 def run_retrieval_ray(query: FeatureSet, gallery: FeatureSet, configs: Sequence[RetrievalConfig] | None = None, *,
                       modes: Sequence[str] = ("standard",), enriched: EnrichedGallery | None = None,
                       exclude_same_camera: bool = True, block_size: int | None = None, topk: int = 0,
                       tasks: int | None = None, cpus_per_task: float = 1.0, blas_threads: int | None = None,
-                      address: str | None = None, progress: bool = True) -> RetrievalResult:
-    """:func:`~reface_utils.retrieval.run_retrieval` with its query blocks run as Ray tasks;
-    the result (table, CMC curves, first good ranks, top-k lists) is bit-for-bit the same.
+                      device: str = "numpy", address: str | None = None, progress: bool = True) -> RetrievalResult:
+    """:func:`~reface_utils.retrieval.run_retrieval` with its query blocks scored by Ray
+    tasks: the plan (gallery, enriched gallery, configs) is put in the object store once,
+    each task scores a contiguous run of the in-process blocks (:func:`score_block`, a pure
+    step), and :func:`merge_blocks` merges them exactly, so the result (table, CMC curves,
+    first good ranks, top-k lists) is bit-for-bit the in-process one on the same device.
 
-    tasks: how many contiguous ranges of blocks (default: one per ``cpus_per_task`` CPU
-    slot of the cluster, at most one per block). blas_threads: BLAS threads per task
-    (default: this process's, which bit-for-bit equality needs; set it to
-    ``cpus_per_task`` for speed when a last-bit difference does not matter).
+    tasks: how many runs of blocks (default: one per ``cpus_per_task`` CPU slot of the
+    cluster, at most one per block). blas_threads: BLAS threads per task (default: this
+    process's, which bit-for-bit equality needs). device: where tasks compute ("numpy",
+    or "cuda" on GPU workers).
     """
     ray = connect(address)
-    configs = list(configs) if configs is not None else default_configs(
-        enrichment="min" if enriched is not None else None)
-    modes = tuple(modes)
-    if len(query) == 0:  # nothing to distribute; the in-process stage says what empty looks like
-        return run_retrieval(query, gallery, configs, modes=modes, enriched=enriched,
-                             exclude_same_camera=exclude_same_camera, block_size=block_size, topk=topk,
-                             progress=False)
-    order, block_size = _query_plan(query, gallery, configs, enriched, block_size)
-    n_blocks = math.ceil(len(query) / block_size)
-    n_tasks = max(1, min(n_blocks, tasks or _slots(ray, "CPU", cpus_per_task)))
-    cuts = [block_size * (n_blocks * i // n_tasks) for i in range(n_tasks)] + [len(query)]  # at block starts
-    options = {"exclude_same_camera": exclude_same_camera, "block_size": block_size, "topk": topk,
-               "threads": max(1, int(cpus_per_task))}
-    q_ref, g_ref, e_ref = ray.put(query), ray.put(gallery), ray.put(enriched)  # once, read zero-copy
-    task = ray.remote(_retrieval_task).options(num_cpus=cpus_per_task, max_retries=3)
+    plan = plan_retrieval(query, gallery, configs, modes=modes, enriched=enriched,
+                          exclude_same_camera=exclude_same_camera, topk=topk,
+                          threads=max(1, int(cpus_per_task)), device=device)
+    blocks = list(query_blocks(plan, query, block_size))
+    if not blocks:  # no queries: the in-process merge says what empty looks like
+        return merge_blocks(plan, [])
+    n_tasks = max(1, min(len(blocks), tasks or _slots(ray, "CPU", cpus_per_task)))
+    cuts = [len(blocks) * i // n_tasks for i in range(n_tasks + 1)]
+    plan_ref = ray.put(plan)  # once, read zero-copy by every task on a node
+    task = ray.remote(_score_blocks_task).options(num_cpus=cpus_per_task, max_retries=3)
     blas = int(blas_threads) if blas_threads is not None else _blas_threads()
-    refs = [task.remote(q_ref, g_ref, e_ref, order[a:b], configs, modes, blas, options)
-            for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-    parts = []
-    with tqdm(total=len(refs), desc="retrieval (ray)", unit="task", disable=not progress, leave=False) as bar:
+    refs = [task.remote(plan_ref, blocks[a:b], blas) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+    with progress_bar(total=len(refs), desc="retrieval (ray)", unit="task", disable=not progress, leave=False) as bar:
         remaining = list(refs)
         while remaining:
             done, remaining = ray.wait(remaining, num_returns=1)
             bar.update(len(done))
-        parts = ray.get(refs)
-
-    results: dict[tuple[str, str], EvalResult] = {}
-    records = []
-    top: dict[str, np.ndarray] = {}
-    for config in configs:
-        for mode in modes:
-            res = _merged_result(mode, len(query), parts, (config.name, mode))
-            results[(config.name, mode)] = res
-            records.append({"config": config.name, "alpha": config.alpha, "enrichment": config.enrichment or "",
-                            **res.as_dict()})
-        if topk:
-            width = parts[0]["topk"][config.name].shape[1]
-            top[config.name] = np.empty((len(query), width), np.int64)
-            for part in parts:
-                top[config.name][part["rows"]] = part["topk"][config.name]
-    return RetrievalResult(pd.DataFrame.from_records(records), results, top)
+    return merge_blocks(plan, [scores for part in ray.get(refs) for scores in part])
 
 
 # ---------------------------------------------------------------------------- custom video
@@ -465,7 +394,7 @@ def track_videos_ray(jobs: Sequence[Mapping[str, Any]], *, cpus_per_task: float 
     ray = connect(address)
     task = ray.remote(_track_task).options(num_cpus=cpus_per_task, max_retries=2)
     refs = [task.remote({**job, "progress": False}) for job in jobs]
-    with tqdm(total=len(refs), desc="tracking (ray)", unit="video", disable=not progress, leave=False) as bar:
+    with progress_bar(total=len(refs), desc="tracking (ray)", unit="video", disable=not progress, leave=False) as bar:
         remaining = list(refs)
         while remaining:
             done, remaining = ray.wait(remaining, num_returns=1)

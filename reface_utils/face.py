@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import os
 import warnings
 from abc import ABC, abstractmethod
@@ -471,9 +470,15 @@ class SFaceModel(FaceModel):
         kps = faces[:, 4:14].reshape(-1, 5, 2)
         return faces[:, 14], boxes / scale, kps / scale
 
+    # onnxruntime's CPU arena keeps the largest call's activations, about 12.6 MiB per crop
+    # for SFace (batch 64: 0.85 GiB held for the process's life). Calls of at most 16
+    # crops hold about 0.2 GiB whatever the number of images; on a CPU the work is per
+    # crop, so smaller calls cost little (BENCHMARKS.md, face features).
+    RECOGNITION_CALL_MAX = 16
+
     def _embed(self, crops: np.ndarray) -> np.ndarray:
         blob = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32)
-        step = self._max_batch or len(blob)
+        step = min(self._max_batch or len(blob), self.RECOGNITION_CALL_MAX)
         out = [self.session.run(None, {self._input: blob[s:s + step]})[0] for s in range(0, len(blob), step)]
         return np.concatenate(out)
 

@@ -28,6 +28,8 @@ Conventions, each as the reference (GEFF ``Scripts/inference.py`` and
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = [
@@ -35,6 +37,7 @@ __all__ = [
     "face_distance",
     "same_camera_pairs",
     "CameraIndex",
+    "EnrichmentLayout",
     "FaceGallery",
     "apply_enrichment",
     "fuse",
@@ -99,6 +102,29 @@ class CameraIndex:
         within = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(per_query) - per_query, per_query)
         cols = self._order[np.repeat(self._start[pos], per_query) + within]
         return rows, cols
+
+
+    def fill(self, out: np.ndarray, q_camids: np.ndarray, rows: np.ndarray, value: float) -> None:
+        """out[r, c] = value for the given query rows r and every gallery column c with r's
+        camera: one 2-D assignment per camera (no list of pairs, which at PRCC scale would
+        be a third of the block)."""
+        q_camids = np.asarray(q_camids).ravel()
+        rows = np.asarray(rows, dtype=np.int64).ravel()
+        if len(self.cameras) == 0 or len(rows) == 0:
+            return
+        cams = q_camids[rows]
+        pos = np.clip(np.searchsorted(self.cameras, cams), 0, len(self.cameras) - 1)
+        hit = (self.cameras[pos] == cams) & (self._count[pos] > 0)
+        rows, pos = rows[hit], pos[hit]
+        if len(rows) == 0:  # e.g. LaST: every image its own camera
+            return
+        by_cam = np.argsort(pos, kind="stable")
+        rows, pos = rows[by_cam], pos[by_cam]
+        bounds = np.flatnonzero(np.concatenate(([True], pos[1:] != pos[:-1], [True])))
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            cam = pos[a]
+            cols = self._order[self._start[cam]:self._start[cam] + self._count[cam]]
+            out[rows[a:b, None], cols] = value
 
 
 def same_camera_pairs(q_camids: np.ndarray, g_camids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -167,10 +193,13 @@ def _face_distance_into(
     q_emb: np.ndarray,
     q_has_face: np.ndarray,
     gallery: FaceGallery,
-    same_camera: tuple[np.ndarray, np.ndarray] | None,
+    same_camera: tuple[np.ndarray, np.ndarray] | tuple[CameraIndex, np.ndarray] | None,
+    sims_buf: np.ndarray | None = None,
 ) -> np.ndarray:
-    """face_distance's work with the gallery prepared and the same-camera pairs listed;
-    shared by face_distance and retrieval's blocks (so both give the same bits).
+    """face_distance's work with the gallery prepared; shared by face_distance and
+    retrieval's blocks (so both give the same bits). same_camera: the (row, col) pairs
+    listed, or (CameraIndex of the gallery, the rows' camera ids). sims_buf: a reusable
+    float32 buffer of at least (rows, faces in the gallery) for the compact product.
 
     Fastest when the rows with a face come first (retrieval orders its queries so)."""
     faced = np.flatnonzero(q_has_face)
@@ -182,13 +211,15 @@ def _face_distance_into(
         np.matmul(queries, gallery.compact.T, out=target)
         np.subtract(np.float32(1.0), target, out=target)
     elif n_faced:
-        sims = queries @ gallery.compact.T
+        sims = np.matmul(queries, gallery.compact.T, out=None if sims_buf is None else sims_buf[:n_faced])
         np.subtract(np.float32(1.0), sims, out=sims)
         target.fill(1.0)  # gallery without face: similarity 0
         target[:, gallery.cols] = sims
     if not prefix:
         out[faced] = target
-    if same_camera is not None and len(same_camera[0]):
+    if isinstance(same_camera, tuple) and isinstance(same_camera[0], CameraIndex):
+        same_camera[0].fill(out, same_camera[1], faced, np.inf)
+    elif same_camera is not None and len(same_camera[0]):
         rows, cols = same_camera
         keep = q_has_face[rows]
         out[rows[keep], cols[keep]] = np.inf
@@ -199,12 +230,57 @@ def _face_distance_into(
     return out
 
 
-def _group_by_gallery(enriched_to_gallery: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Order of enriched samples by gallery index, group starts, and the gallery columns."""
-    order = np.argsort(enriched_to_gallery, kind="stable")
-    sorted_cols = enriched_to_gallery[order]
-    starts = np.flatnonzero(np.concatenate(([True], sorted_cols[1:] != sorted_cols[:-1])))
-    return order, starts, sorted_cols[starts]
+@dataclass(frozen=True, eq=False)
+class EnrichmentLayout:
+    """The enriched samples laid out so that the smallest distance per gallery image is a
+    few contiguous elementwise minima (no per-group reduction, no gather).
+
+    Groups (the samples attached to one gallery image) are ranked by size, largest first
+    (ties: lower gallery column first). Level k holds the k-th sample of every group that
+    has more than k samples: since those groups are the first ``level_counts[k]`` ranks,
+    level k is one contiguous run aligned with level 0.
+
+    order: (E,) the sample at each position; position: (E,) the position of each sample;
+    cols: (groups,) the gallery column of each group rank; level_counts: (levels,).
+    """
+
+    order: np.ndarray
+    position: np.ndarray
+    cols: np.ndarray
+    level_counts: np.ndarray
+
+    @classmethod
+    def of(cls, enriched_to_gallery: np.ndarray) -> "EnrichmentLayout":
+        e2g = np.asarray(enriched_to_gallery, dtype=np.int64).ravel()
+        if len(e2g) == 0:
+            empty = np.zeros(0, np.int64)
+            return cls(empty, empty, empty, empty)
+        cols, group, sizes = np.unique(e2g, return_inverse=True, return_counts=True)
+        by_size = np.argsort(-sizes, kind="stable")
+        rank = np.argsort(by_size)[group]            # group rank of each sample
+        by_group = np.argsort(rank, kind="stable")   # samples grouped, sample order within
+        starts = np.concatenate(([0], np.cumsum(sizes[by_size])[:-1]))
+        level = np.empty(len(e2g), np.int64)
+        level[by_group] = np.arange(len(e2g)) - np.repeat(starts, sizes[by_size])
+        level_counts = np.bincount(level)
+        level_start = np.concatenate(([0], np.cumsum(level_counts)[:-1]))
+        position = level_start[level] + rank
+        order = np.empty(len(e2g), np.int64)
+        order[position] = np.arange(len(e2g))
+        return cls(order, position, cols[by_size], level_counts)
+
+    def lowest(self, samples: np.ndarray) -> np.ndarray:
+        """(rows, groups) smallest distance per group, from (rows, E) distances to the
+        samples in layout order (a new array)."""
+        counts = self.level_counts
+        if len(counts) == 0:
+            return np.empty((samples.shape[0], 0), samples.dtype)
+        out = samples[:, :counts[0]].copy()
+        offset = counts[0]
+        for n in counts[1:]:
+            np.minimum(out[:, :n], samples[:, offset:offset + n], out=out[:, :n])
+            offset += n
+        return out
 
 
 def apply_enrichment(
@@ -246,32 +322,16 @@ def apply_enrichment(
         np.copyto(out, distmat)
     if len(e2g) == 0:
         return out
-    order, starts, cols = _group_by_gallery(e2g)
-    self_pairs = None
+    layout = EnrichmentLayout.of(e2g)
+    ordered = np.take(enriched_distmat, layout.order, axis=1)  # a copy: (Q, E) is small next to (Q, G)
     if exclude_self:
         if query_indices is None or enriched_query_indices is None:
             raise ValueError("exclude_self needs query_indices and enriched_query_indices")
         rows, samples = _self_pairs(np.asarray(query_indices).ravel(), np.asarray(enriched_query_indices).ravel())
-        self_pairs = (rows, np.argsort(order)[samples])
-    lowest = _lowest_enriched(enriched_distmat, order, starts, self_pairs)
-    out[:, cols] = np.minimum(out[:, cols], lowest)
+        ordered[rows, layout.position[samples]] = np.inf
+    lowest = layout.lowest(ordered)
+    out[:, layout.cols] = np.minimum(out[:, layout.cols], lowest)
     return out
-
-
-def _lowest_enriched(
-    enriched_distmat: np.ndarray,
-    order: np.ndarray,
-    starts: np.ndarray,
-    self_pairs: tuple[np.ndarray, np.ndarray] | None = None,
-) -> np.ndarray:
-    """Per gallery group (see ``_group_by_gallery``), the smallest enriched distance.
-
-    self_pairs: (row, position in ``order``) entries to ignore (a query's own copy).
-    """
-    ordered = enriched_distmat[:, order]  # a copy: (Q, E) is small next to (Q, G)
-    if self_pairs is not None and len(self_pairs[0]):
-        ordered[self_pairs] = np.inf
-    return np.minimum.reduceat(ordered, starts, axis=1)
 
 
 def _self_pairs(row_query: np.ndarray, sample_query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -30,19 +30,24 @@ NaN distances are rejected (``ValueError``): the reference silently ranks them l
 
 How it stays fast and small. Nothing here argsorts a Q x G matrix. The only gallery
 entries whose position matters are the query's own identity (good and junk); for each good
-match the number of entries before it in the row is counted with two vectorised passes
-over the row (``<`` and ``==``, the latter resolving ties by gallery index) -- or, when a
-small gallery meets many good matches, with one sort of that row and binary searches,
-whichever is cheaper -- and the junk entries before it are counted among the few
-same-identity entries. Memory is O(block rows x gallery), which is what lets
-``retrieval.py`` evaluate LaST (10k x 125k) block by block. Rows that tie throughout
-(face-only runs, queries without a face) cost one extra pass per distinct tied value.
+match the number of entries before it in the row is counted -- with two vectorised passes
+over the row per distinct value (``<`` and ``==``, the latter resolving ties by gallery
+index) when a large gallery meets few good matches, otherwise by sorting the row (numpy's
+SIMD sort, several rows per call) and binary searches -- and the junk entries before it
+are counted among the few same-identity entries. Memory is O(block rows x gallery), which
+is what lets ``retrieval.py`` evaluate LaST (10k x 125k) block by block.
+
+Blocks are scored by a pure step (:meth:`MetricAccumulator.score_block` ->
+:class:`BlockMetrics`: per-query AP and first good rank) and merged by
+:meth:`MetricAccumulator.merge`; the CMC histogram and the AP sum are formed once from the
+per-query arrays, so any block size, block order or place of scoring gives the same bits.
 
 If no query is evaluated, ``cmc`` is all zeros and ``mAP`` is 0.0 (the reference's
 ``evaluate_with_clothes`` does the same; its ``evaluate`` divides by zero).
 """
 from __future__ import annotations
 
+import copy
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -50,7 +55,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["MODES", "EvalResult", "MetricAccumulator", "evaluate"]
+__all__ = ["MODES", "BlockMetrics", "EvalResult", "MetricAccumulator", "evaluate"]
 
 MODES: tuple[str, ...] = ("standard", "CC", "SC")
 # GEFF marks enriched samples with this camera id; in CC mode a query whose good
@@ -110,6 +115,22 @@ def _is_enriched_camera(camids: np.ndarray) -> np.ndarray:
     return np.zeros(camids.shape, dtype=bool)
 
 
+@dataclass(frozen=True, eq=False)
+class BlockMetrics:
+    """The metric state of a block of queries, as :meth:`MetricAccumulator.score_block`
+    returns it: picklable (numpy arrays only) and merged exactly, in any order, by
+    :meth:`MetricAccumulator.merge`.
+
+    rows: (b,) query indices. ap[mode]: (b,) float64 average precision (0 where skipped).
+    first[mode]: (b,) int64 rank of the first good match among non-junk entries, -1 where
+    the query is skipped.
+    """
+
+    rows: np.ndarray
+    ap: dict[str, np.ndarray]
+    first: dict[str, np.ndarray]
+
+
 class MetricAccumulator:
     """Evaluate a Q x G distance matrix given block by block (rows = queries).
 
@@ -119,8 +140,10 @@ class MetricAccumulator:
     >>> acc.result("standard").mAP
 
     All requested modes are computed from the same pass over each block. Blocks may come
-    in any order; each query may be added once. ``threads`` > 1 splits the counting passes
-    over rows between threads (numpy releases the GIL in them).
+    in any order; each query may be added once. ``add_block`` is ``merge(score_block(...))``:
+    ``score_block`` only reads the labels, so blocks can be scored elsewhere (threads,
+    processes, a cluster) and merged here. ``threads`` > 1 splits the counting over rows
+    between threads (numpy releases the GIL in it).
     ``cc_skip_enriched_only=False`` drops GEFF's camera -1 rule (ReFace's first release,
     which appended enriched samples to the gallery, evaluated without it).
     """
@@ -170,13 +193,10 @@ class MetricAccumulator:
         self._pid_count = counts
         self._pid_start = np.concatenate([[0], np.cumsum(counts)[:-1]])
         self._added = np.zeros(self.num_query, dtype=bool)
-        self._hist = {m: np.zeros(self.num_gallery, dtype=np.int64) for m in self.modes}
-        # per-query AP, summed once at the end so that the block size cannot change a bit
+        # Per-query AP and first good rank: the whole state. The CMC histogram and the AP
+        # sum are formed once in result(), so block size and block order cannot change a bit.
         self._ap = {m: np.zeros(self.num_query) for m in self.modes}
-        self._n_eval = {m: 0 for m in self.modes}
-        self._n_skip = {m: 0 for m in self.modes}
         self._first = {m: np.full(self.num_query, -1, dtype=np.int64) for m in self.modes}
-        self._pool = _thread_pool(self.threads) if self.threads > 1 else None
 
     # ------------------------------------------------------------------ blocks
     def add_block(
@@ -185,37 +205,72 @@ class MetricAccumulator:
         rows: slice | np.ndarray | Sequence[int],
         exclude: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
-        """Add the distance rows of some queries.
+        """Add the distance rows of some queries (``merge(score_block(...))``).
 
         dist: (b, G) distances (smaller = more similar), any real dtype; not modified.
         rows: the query indices of the b rows (a slice or an index array).
         exclude: optional (block_row, gallery_col) pairs removed from those queries'
             rankings, as if they were junk in every mode (e.g. a query's own enriched copy).
         """
+        rows = self._rows(rows)
+        self._check_not_added(rows)
+        self.merge(self.score_block(dist, rows, exclude))
+
+    def score_block(
+        self,
+        dist: np.ndarray,
+        rows: slice | np.ndarray | Sequence[int],
+        exclude: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> "BlockMetrics":
+        """The metric state of some queries' distance rows, without adding it: a pure step
+        (reads only the labels), so blocks can be scored anywhere -- other threads,
+        processes or machines -- and merged with :meth:`merge` in any order, exactly."""
         dist = np.asarray(dist)
         if dist.ndim != 2 or dist.shape[1] != self.num_gallery:
             raise ValueError(
                 f"distance block must have shape (rows, {self.num_gallery}), got {dist.shape}"
             )
-        rows = np.arange(self.num_query)[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64).ravel()
-        b = dist.shape[0]
-        if len(rows) != b:
-            raise ValueError(f"{b} distance rows but {len(rows)} query indices")
-        if b == 0:
-            return
-        if rows.min() < 0 or rows.max() >= self.num_query:
-            raise ValueError(f"query indices must lie in 0..{self.num_query - 1}")
-        if self._added[rows].any() or len(np.unique(rows)) != b:
-            raise ValueError("a query was added twice to the same MetricAccumulator")
+        rows = self._rows(rows)
+        if len(rows) != dist.shape[0]:
+            raise ValueError(f"{dist.shape[0]} distance rows but {len(rows)} query indices")
         if not np.issubdtype(dist.dtype, np.number) or np.iscomplexobj(dist):
             raise TypeError(f"distances must be real numbers, got dtype {dist.dtype}")
-        if self.num_gallery and np.issubdtype(dist.dtype, np.floating) and np.isnan(dist.max()):
+        if len(rows) and self.num_gallery and np.issubdtype(dist.dtype, np.floating) and np.isnan(dist.max()):
             r, c = np.argwhere(np.isnan(dist))[0]
             raise ValueError(
                 f"distance matrix has NaN (query {rows[r]}, gallery {c}); NaN cannot be ranked: "
                 "check the features for NaN or the fusion inputs"
             )
-        self._added[rows] = True
+        return self.score_ranked(
+            rows, exclude,
+            gather=lambda r, c: dist[r, c],
+            count_before=lambda r, c, v: self._count_before(dist, r, c, v, len(rows)),
+        )
+
+    def score_ranked(
+        self,
+        rows: np.ndarray,
+        exclude: tuple[np.ndarray, np.ndarray] | None,
+        gather,
+        count_before,
+    ) -> "BlockMetrics":
+        """score_block given two functions instead of the distance rows, so that the rows
+        can live elsewhere (``retrieval_torch``: on a GPU):
+
+        gather(block_row, col) -> the distances at those (row, col) pairs (numpy);
+        count_before(block_row, col, value) -> for each pair, the number of entries of its
+        row that come before it in (distance, gallery index) order (numpy int64). Pairs
+        come sorted by (row, value, col).
+        """
+        rows = self._rows(rows)
+        b = len(rows)
+        if b and (rows.min() < 0 or rows.max() >= self.num_query):
+            raise ValueError(f"query indices must lie in 0..{self.num_query - 1}")
+        if len(np.unique(rows)) != b:
+            raise ValueError("a query index appears twice in one block")
+        if b == 0:
+            empty = np.empty(0, np.int64)
+            return BlockMetrics(empty, {m: np.zeros(0) for m in self.modes}, {m: empty for m in self.modes})
 
         # Candidates: the gallery entries of each query's identity (+ excluded pairs).
         q_pid = self._q_pid[rows]
@@ -229,9 +284,9 @@ class MetricAccumulator:
             cand_row, cand_col, excluded = _merge_excluded(cand_row, cand_col, excluded, exclude, b, self.num_gallery)
         same_pid = self._g_pid[cand_col] == q_pid[cand_row]
         same_cam = self._g_cam[cand_col] == self._q_cam[rows][cand_row]
-        values = dist[cand_row, cand_col]
+        values = np.asarray(gather(cand_row, cand_col))
         # Within a row, candidates in ranking order: by distance, then gallery index.
-        order = np.lexsort((cand_col, values, cand_row))
+        order = _ranking_order(cand_row, values, cand_col)
         cand_row, cand_col, values = cand_row[order], cand_col[order], values[order]
         same_pid, same_cam, excluded = same_pid[order], same_cam[order], excluded[order]
         if self._with_clothes:
@@ -256,11 +311,36 @@ class MetricAccumulator:
         # Position of every good match in its full row (all entries counted).
         full_rank = np.full(len(cand_row), -1, dtype=np.int64)
         idx = np.flatnonzero(any_good)
-        full_rank[idx] = self._count_before(dist, cand_row[idx], cand_col[idx], values[idx], b)
+        full_rank[idx] = count_before(cand_row[idx], cand_col[idx], values[idx])
 
         row_start = np.searchsorted(cand_row, np.arange(b))
+        ap, first = {}, {}
         for mode in self.modes:
-            self._accumulate(mode, rows, b, cand_row, cand_col, good[mode], junk[mode], full_rank, row_start)
+            ap[mode], first[mode] = self._block_mode(mode, b, cand_row, cand_col, good[mode], junk[mode],
+                                                     full_rank, row_start)
+        return BlockMetrics(rows, ap, first)
+
+    def merge(self, block: "BlockMetrics") -> None:
+        """Add a scored block (from :meth:`score_block` of this or an equal accumulator)."""
+        rows = self._rows(block.rows)
+        if set(block.ap) != set(self.modes):
+            raise ValueError(f"block scored for modes {tuple(block.ap)}, this accumulator has {self.modes}")
+        self._check_not_added(rows)
+        self._added[rows] = True
+        for mode in self.modes:
+            self._ap[mode][rows] = block.ap[mode]
+            self._first[mode][rows] = block.first[mode]
+
+    def _rows(self, rows) -> np.ndarray:
+        if isinstance(rows, slice):
+            return np.arange(self.num_query)[rows]
+        return np.asarray(rows, dtype=np.int64).ravel()
+
+    def _check_not_added(self, rows: np.ndarray) -> None:
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.num_query):
+            raise ValueError(f"query indices must lie in 0..{self.num_query - 1}")
+        if self._added[rows].any() or len(np.unique(rows)) != len(rows):
+            raise ValueError("a query was added twice to the same MetricAccumulator")
 
     def _count_before(
         self, dist: np.ndarray, c_row: np.ndarray, c_col: np.ndarray, c_val: np.ndarray, b: int
@@ -270,16 +350,18 @@ class MetricAccumulator:
         out = np.empty(len(c_row), dtype=np.int64)
         bounds = np.searchsorted(c_row, np.arange(b + 1))
         busy = np.flatnonzero(bounds[1:] > bounds[:-1])
-        if self._pool is None or len(busy) < 2 * self.threads:
+        if self.threads == 1 or len(busy) < 2 * self.threads:
             _count_rows(dist, busy, bounds, c_col, c_val, out)
         else:  # numpy releases the GIL in these passes; rows interleaved for balance
-            jobs = [self._pool.submit(_count_rows, dist, busy[i::self.threads], bounds, c_col, c_val, out)
+            pool = _thread_pool(self.threads)
+            jobs = [pool.submit(_count_rows, dist, busy[i::self.threads], bounds, c_col, c_val, out)
                     for i in range(self.threads)]
             for job in jobs:
                 job.result()
         return out
 
-    def _accumulate(self, mode, rows, b, cand_row, cand_col, good, junk, full_rank, row_start) -> None:
+    def _block_mode(self, mode, b, cand_row, cand_col, good, junk, full_rank, row_start):
+        """(AP, first good rank) of each block row in one mode; AP 0 and rank -1 where skipped."""
         # junk entries before each candidate within its row (exclusive), good ordinal
         junk_cum = np.cumsum(junk)
         junk_before = junk_cum - junk
@@ -301,11 +383,16 @@ class MetricAccumulator:
         is_first = ordinal == 0
         first[g_row[is_first]] = rank[is_first]
 
-        self._ap[mode][rows] = np.where(valid, ap / np.maximum(n_good, 1), 0.0)
-        self._hist[mode] += np.bincount(first[valid], minlength=self.num_gallery)
-        self._n_eval[mode] += int(valid.sum())
-        self._n_skip[mode] += int(b - valid.sum())
-        self._first[mode][rows] = np.where(valid, first, -1)
+        return np.where(valid, ap / np.maximum(n_good, 1), 0.0), np.where(valid, first, -1)
+
+    def empty_copy(self) -> "MetricAccumulator":
+        """An accumulator for the same queries, gallery and modes with nothing added
+        (shares the label arrays, which are never written)."""
+        twin = copy.copy(self)
+        twin._added = np.zeros(self.num_query, dtype=bool)
+        twin._ap = {m: np.zeros(self.num_query) for m in self.modes}
+        twin._first = {m: np.full(self.num_query, -1, dtype=np.int64) for m in self.modes}
+        return twin
 
     # ----------------------------------------------------------------- results
     @property
@@ -317,14 +404,17 @@ class MetricAccumulator:
         mode = self.modes[0] if mode is None else mode
         if mode not in self.modes:
             raise ValueError(f"mode {mode!r} was not requested (modes: {self.modes})")
-        n = self._n_eval[mode]
+        first = self._first[mode]
+        evaluated = first >= 0  # an evaluated query has a first good match; a skipped one -1
+        n = int(evaluated.sum())
         if n:
-            cmc = np.cumsum(self._hist[mode]) / n
+            cmc = np.cumsum(np.bincount(first[evaluated], minlength=self.num_gallery)) / n
             m_ap = float(np.sum(self._ap[mode])) / n
         else:
             cmc = np.zeros(self.num_gallery)
             m_ap = 0.0
-        return EvalResult(mode, cmc, float(m_ap), n, self._n_skip[mode], self._first[mode].copy())
+        n_skip = int(self._added.sum()) - n
+        return EvalResult(mode, cmc, float(m_ap), n, n_skip, first.copy())
 
     def results(self) -> dict[str, EvalResult]:
         return {m: self.result(m) for m in self.modes}
@@ -335,51 +425,92 @@ def _thread_pool(threads: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="reface-metrics")
 
 
-# Rough per-row costs on one core (measured: 2 cores, AVX-512): a counting pass per
-# distinct good value (two passes + ~2.5 us of call overhead), or one sort of the row.
-_PASS_NS_PER_ENTRY, _CALL_NS, _SORT_NS_PER_ENTRY = 0.2, 2500.0, 25.0
+# Rough costs on one core (measured: 2-core AVX-512 VM, numpy 2.4): a counting pass over
+# a row (per entry, plus a fixed cost per call), and sorting rows (per entry; numpy's
+# SIMD sort) plus two binary searches per row.
+_PASS_NS_PER_ENTRY, _CALL_NS, _SORT_NS_PER_ENTRY = 0.1, 1000.0, 3.5
+_SORT_CHUNK_ENTRIES = 1 << 22  # rows sorted together: at most 16 MiB of float32 at a time
 
 
 def _count_rows(dist, rows, bounds, c_col, c_val, out) -> None:
     """_count_before's work for some rows (writes disjoint slices of ``out``).
 
     Per row, either count entries below / equal to each distinct good value with two
-    vectorised passes, or sort the row once and binary-search the values, whichever the
-    cost estimate prefers (large galleries: passes; small galleries with many good matches
-    per query: sort). Both give the same exact counts.
+    vectorised passes, or sort the row and binary-search the values, whichever the cost
+    estimate prefers (large galleries with few good matches: passes; otherwise sort,
+    several rows per call). Both give the same exact counts.
     """
+    if len(rows) == 0:
+        return
     width = dist.shape[1]
+    # distinct values per row: runs of equal values share their counts
+    # (whole rows tie for no-face queries)
+    sizes = bounds[rows + 1] - bounds[rows]
+    starts = np.repeat(bounds[rows], sizes)
+    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    idx = starts + within
+    vals = c_val[idx]
+    new_run = np.ones(len(idx), dtype=bool)
+    new_run[1:] = (vals[1:] != vals[:-1]) | (within[1:] != 0)
+    n_runs = np.add.reduceat(new_run, np.cumsum(sizes) - sizes) if len(idx) else np.zeros(0, np.int64)
+    pass_cost = n_runs * 2 * (_CALL_NS + width * _PASS_NS_PER_ENTRY)
+    sort_cost = width * _SORT_NS_PER_ENTRY + 2 * _CALL_NS
+    by_sort = pass_cost > sort_cost
     mask = np.empty(width, dtype=bool)
-    pass_cost = _CALL_NS + width * _PASS_NS_PER_ENTRY
-    sort_cost = width * _SORT_NS_PER_ENTRY
-    for r in rows:
-        start, stop = bounds[r], bounds[r + 1]
-        row = dist[r]
-        vals = c_val[start:stop]
-        # runs of equal values share their counts (whole rows tie for no-face queries)
-        run_starts = np.flatnonzero(np.concatenate(([True], vals[1:] != vals[:-1])))
-        run_stops = np.append(run_starts[1:], len(vals))
-        if len(run_starts) * pass_cost > sort_cost:
-            ordered = np.sort(row)
-            run_vals = vals[run_starts]
-            below_all = np.searchsorted(ordered, run_vals, side="left")
-            ties_all = np.searchsorted(ordered, run_vals, side="right") - below_all
-        else:
-            below_all = ties_all = None
-        for i, (s, e) in enumerate(zip(run_starts, run_stops)):
-            v = vals[s]
-            if below_all is None:
-                below = np.count_nonzero(np.less(row, v, out=mask))
-                ties = np.count_nonzero(np.equal(row, v, out=mask))
+    for r in rows[~by_sort]:
+        _count_row(dist[r], None, bounds[r], bounds[r + 1], c_col, c_val, out, mask)
+    sort_rows = rows[by_sort]
+    step = max(1, _SORT_CHUNK_ENTRIES // max(width, 1))
+    for s in range(0, len(sort_rows), step):
+        chunk = sort_rows[s:s + step]
+        ordered = np.sort(dist[chunk], axis=1)
+        for i, r in enumerate(chunk):
+            start, stop = bounds[r], bounds[r + 1]
+            vals = c_val[start:stop]
+            below = ordered[i].searchsorted(vals, side="left")
+            if (ordered[i].searchsorted(vals, side="right") - below == 1).all():
+                out[start:stop] = below  # no ties (the common case): done
             else:
-                below, ties = below_all[i], ties_all[i]
-            if ties == 1:
-                out[start + s] = below
-            else:  # break ties by gallery index
-                if below_all is not None:
-                    np.equal(row, v, out=mask)
-                tied_cols = np.flatnonzero(mask)
-                out[start + s:start + e] = below + np.searchsorted(tied_cols, c_col[start + s:start + e])
+                _count_row(dist[r], ordered[i], start, stop, c_col, c_val, out, mask)
+
+
+def _count_row(row, ordered, start, stop, c_col, c_val, out, mask) -> None:
+    """Counts for the candidates start:stop of one row; ``ordered``: the sorted row or None
+    (then counting passes)."""
+    vals = c_val[start:stop]
+    run_starts = np.flatnonzero(np.concatenate(([True], vals[1:] != vals[:-1])))
+    run_stops = np.append(run_starts[1:], len(vals))
+    if ordered is not None:
+        run_vals = vals[run_starts]
+        below_all = np.searchsorted(ordered, run_vals, side="left")
+        ties_all = np.searchsorted(ordered, run_vals, side="right") - below_all
+    for i, (s, e) in enumerate(zip(run_starts, run_stops)):
+        v = vals[s]
+        if ordered is None:
+            below = np.count_nonzero(np.less(row, v, out=mask))
+            ties = np.count_nonzero(np.equal(row, v, out=mask))
+        else:
+            below, ties = below_all[i], ties_all[i]
+        if ties == 1:
+            out[start + s] = below
+        else:  # break ties by gallery index
+            if ordered is not None:
+                np.equal(row, v, out=mask)
+            tied_cols = np.flatnonzero(mask)
+            out[start + s:start + e] = below + np.searchsorted(tied_cols, c_col[start + s:start + e])
+
+
+def _ranking_order(row: np.ndarray, value: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Order of (row, value, col) triples, lexicographic. float32 values (the usual case)
+    and small enough rows/cols pack into one unique uint64 key: one SIMD argsort instead
+    of lexsort's three stable sorts."""
+    if value.dtype != np.float32 or len(row) == 0 or row.max() >= 1 << 12 or col.max() >= 1 << 20:
+        return np.lexsort((col, value, row))
+    bits = (value + np.float32(0.0)).view(np.uint32)  # + 0.0: -0.0 becomes 0.0 (they tie)
+    # order-preserving map of IEEE bits to unsigned integers (negatives reversed)
+    bits = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31)).astype(np.uint64)
+    key = (row.astype(np.uint64) << np.uint64(52)) | (bits << np.uint64(20)) | col.astype(np.uint64)
+    return np.argsort(key)
 
 
 def _check_len(name: str, arr: np.ndarray, n: int) -> None:

@@ -9,6 +9,13 @@ to a :class:`~reface_utils.metrics.MetricAccumulator`. No Q x G matrix, float64 
 otherwise, and no argsort of one, is ever held: at LaST scale (10,176 x 125,353, 4096-d)
 the stage runs in a few hundred MB beyond the features themselves.
 
+The pass is three steps, usable apart (e.g. to run blocks as remote tasks):
+:func:`plan_retrieval` (checks, prepares what all blocks share), :func:`score_block` (a
+pure function of the plan and one :class:`QueryBlock`, returning a picklable
+:class:`BlockScores`) and :func:`merge_blocks` (exact: same bits in any block order).
+``device`` picks numpy on the CPU or torch (``retrieval_torch.py``: CUDA, or the CPU for
+tests); "auto" takes CUDA when torch sees one.
+
 Enrichment, two formulations, both in the reference code (read for facts):
 
 * ``"min"`` (GEFF, the later README numbers): the enriched samples are kept apart from the
@@ -34,25 +41,33 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from .fusion import (
     CameraIndex,
+    EnrichmentLayout,
     FaceGallery,
     _face_distance_into,
-    _group_by_gallery,
-    _lowest_enriched,
     _self_pairs,
     fuse,
     reid_distance,
 )
-from .metrics import ENRICHED_CAMID, EvalResult, MetricAccumulator
-from .progress import progress_bar
+from .metrics import ENRICHED_CAMID, BlockMetrics, EvalResult, MetricAccumulator, _thread_pool
 
 __all__ = [
+    "BlockScores",
+    "QueryBlock",
+    "RetrievalPlan",
+    "Workspace",
+    "merge_blocks",
+    "plan_retrieval",
+    "query_blocks",
+    "resolve_device",
+    "score_block",
     "FeatureSet",
     "EnrichedGallery",
     "RetrievalConfig",
@@ -239,6 +254,298 @@ class RetrievalResult:
     topk: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+DEVICES = ("auto", "numpy", "cpu", "torch-cpu", "cuda")
+
+
+def resolve_device(device: str = "auto") -> str:
+    """The backend a ``device`` argument selects: "numpy" or a torch device string.
+
+    "auto": "cuda" when torch sees a CUDA device, else "numpy". "numpy" / "cpu": numpy
+    (OpenBLAS) on the CPU. "torch-cpu": torch on the CPU (the GPU code path, for tests and
+    comparison). "cuda" or "cuda:N": torch on that GPU.
+    """
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'auto', 'numpy', 'cuda', got {device!r}")
+    name = device.strip().lower()
+    if name in ("numpy", "cpu"):
+        return "numpy"
+    if name == "torch-cpu":
+        return "cpu"
+    if name == "auto" or name.startswith("cuda"):
+        try:
+            import torch
+        except ImportError:  # torch is a dependency; a broken install falls back on auto
+            if name == "auto":
+                return "numpy"
+            raise
+        if name == "auto":
+            return "cuda" if torch.cuda.is_available() else "numpy"
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: torch sees no CUDA device; use device='auto' or 'numpy'")
+        return name
+    raise ValueError(f"unknown device {device!r}; use one of {DEVICES} (or 'cuda:N')")
+
+
+@dataclass(eq=False)
+class QueryBlock:
+    """Some queries' features (a unit of work for :func:`score_block`; picklable).
+
+    rows: (b,) indices of these queries in the query set; the other arrays are their rows.
+    """
+
+    rows: np.ndarray
+    reid: np.ndarray
+    camids: np.ndarray
+    face: np.ndarray | None = None
+    has_face: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass(eq=False)
+class BlockScores:
+    """What :func:`score_block` returns for one QueryBlock (picklable): per config the
+    metric state (:class:`~reface_utils.metrics.BlockMetrics`) and the top-k columns."""
+
+    rows: np.ndarray
+    metrics: dict[str, BlockMetrics]
+    topk: dict[str, np.ndarray]
+
+
+@dataclass(eq=False)
+class RetrievalPlan:
+    """Everything the blocks of one run share, prepared once by :func:`plan_retrieval`:
+    configs, gallery and enriched features, the face galleries, cameras and enrichment
+    grouped, and the query labels (inside the metric scorers). Holds no query features
+    and no per-block state; picklable (numpy arrays, plus torch tensors on ``device``
+    once a torch block has run)."""
+
+    configs: tuple[RetrievalConfig, ...]
+    modes: tuple[str, ...]
+    gallery: FeatureSet
+    enriched: EnrichedGallery | None
+    n_query: int
+    topk: int
+    threads: int
+    device: str
+    exclude_same_camera: bool
+    scorers: dict[str, MetricAccumulator]
+    need_face: bool
+    need_enriched: bool
+    append: bool
+    g_face: FaceGallery | None = None
+    e_face: FaceGallery | None = None
+    cameras: CameraIndex | None = None
+    # min-enrichment: samples laid out by gallery image (fusion.EnrichmentLayout). The
+    # product is formed in sample order and then laid out: a BLAS may round a column
+    # differently at another position, and the full-matrix path uses sample order.
+    e_layout: EnrichmentLayout | None = None
+    self_e: np.ndarray | None = None       # sample of each (query, own sample) pair, by query
+    self_start: np.ndarray | None = None   # pairs of query q: self_start[q]:self_start[q + 1]
+    backend_state: dict = field(default_factory=dict)  # e.g. torch tensors, built on first use
+
+    @property
+    def n_gallery(self) -> int:
+        return len(self.gallery)
+
+    @property
+    def n_enriched(self) -> int:
+        return len(self.enriched) if self.enriched is not None else 0
+
+    @property
+    def width(self) -> int:
+        """Columns of the ReID block: gallery, then enriched samples if any config uses them."""
+        return self.n_gallery + (self.n_enriched if self.need_enriched else 0)
+
+    @property
+    def face_width(self) -> int:
+        return self.n_gallery + (self.n_enriched if self.append else 0)
+
+    def default_block_size(self) -> int:
+        """About 192 MiB per distance buffer, 16..1024 queries (GPU: 4x, up to 4096)."""
+        per_row = 4 * max(self.width, 1)
+        if self.device.startswith("cuda"):
+            return int(np.clip((768 << 20) // per_row, 16, 4096))
+        return int(np.clip((192 << 20) // per_row, 16, 1024))
+
+
+def plan_retrieval(
+    query: FeatureSet,
+    gallery: FeatureSet,
+    configs: Sequence[RetrievalConfig] | None = None,
+    *,
+    modes: Sequence[str] = ("standard",),
+    enriched: EnrichedGallery | None = None,
+    exclude_same_camera: bool = True,
+    topk: int = 0,
+    threads: int | None = None,
+    device: str = "auto",
+) -> RetrievalPlan:
+    """Check the inputs and prepare what every block needs (see :func:`run_retrieval`)."""
+    configs = list(configs) if configs is not None else default_configs(enrichment="min" if enriched is not None else None)
+    modes = tuple(modes)
+    _check_configs(configs, query, gallery, enriched, modes)
+    threads = threads if threads is not None else min(4, os.cpu_count() or 1)
+    n_enriched = len(enriched) if enriched is not None else 0
+    need_face = any(c.alpha < 1.0 for c in configs)
+    need_enriched = any(c.enrichment is not None for c in configs) and n_enriched > 0
+    append = any(c.enrichment == "append" for c in configs) and n_enriched > 0
+    plan = RetrievalPlan(
+        configs=tuple(configs), modes=modes, gallery=gallery, enriched=enriched, n_query=len(query),
+        topk=int(topk), threads=threads, device=resolve_device(device), exclude_same_camera=exclude_same_camera,
+        scorers={c.name: _accumulator(c, query, gallery, enriched, modes, threads) for c in configs},
+        need_face=need_face, need_enriched=need_enriched, append=append,
+    )
+    if need_face:
+        plan.g_face = FaceGallery(gallery.face, gallery.has_face)
+        plan.e_face = FaceGallery(enriched.face, enriched.has_face) if append else None
+        plan.cameras = CameraIndex(gallery.camids) if exclude_same_camera else None
+    if need_enriched:
+        plan.e_layout = EnrichmentLayout.of(enriched.gallery_index)
+        self_q, plan.self_e = _self_pairs(np.arange(len(query)), enriched.source_query)
+        plan.self_start = np.searchsorted(self_q, np.arange(len(query) + 1))
+    return plan
+
+
+def query_blocks(plan: RetrievalPlan, query: FeatureSet, block_size: int | None = None) -> Iterator[QueryBlock]:
+    """The queries in blocks of ``block_size``, those with a face first (their blocks need
+    face products, the others a constant)."""
+    if len(query) != plan.n_query:
+        raise ValueError(f"the plan was made for {plan.n_query} queries, got {len(query)}")
+    block_size = block_size or plan.default_block_size()
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    order = np.arange(len(query))
+    if plan.need_face:
+        order = np.concatenate([np.flatnonzero(query.has_face), np.flatnonzero(~query.has_face)])
+    for start in range(0, len(order), block_size):
+        rows = order[start:start + block_size]
+        yield QueryBlock(
+            rows, query.reid[rows], query.camids[rows],
+            query.face[rows] if plan.need_face else None, query.has_face[rows] if plan.need_face else None,
+        )
+
+
+class Workspace:
+    """Distance buffers reused from block to block (allocating and first touching 100s of
+    MiB per block costs more than the arithmetic on them)."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, rows: int, cols: int) -> np.ndarray:
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < rows or buf.shape[1] != cols:
+            buf = self._buffers[name] = np.empty((rows, cols), np.float32)
+        return buf[:rows]
+
+
+def score_block(
+    plan: RetrievalPlan,
+    block: QueryBlock,
+    *,
+    workspace: Workspace | None = None,
+    timings: dict[str, float] | None = None,
+) -> BlockScores:
+    """The metric state and top-k of one block of queries, for every config: a pure step
+    (reads ``plan`` and ``block``, returns new arrays), so blocks can run anywhere and be
+    merged by :func:`merge_blocks` in any order with the same bits as one in-process run.
+    ``workspace``: buffers to reuse between calls (one per thread)."""
+    if plan.device != "numpy":
+        from .retrieval_torch import score_block_torch
+
+        return score_block_torch(plan, block, timings=timings)
+    clock = _PhaseClock(timings)
+    workspace = workspace if workspace is not None else Workspace()
+    nb, n_gallery = len(block), plan.n_gallery
+    rows = np.asarray(block.rows, dtype=np.int64)
+    reid = workspace.get("reid", nb, plan.width)
+    with clock("reid gallery product"):
+        reid_distance(block.reid, plan.gallery.reid, out=reid[:, :n_gallery])
+    if plan.need_enriched:
+        with clock("reid enriched product"):
+            reid_distance(block.reid, plan.enriched.reid, out=reid[:, n_gallery:])
+    face = None
+    if plan.need_face:
+        face = workspace.get("face", nb, plan.face_width)
+        with clock("face"):
+            cameras = (plan.cameras, block.camids) if plan.cameras is not None else None
+            sims_buf = None if plan.g_face.dense else workspace.get("face sims", nb, len(plan.g_face.cols))
+            _face_distance_into(face[:, :n_gallery], block.face, block.has_face, plan.g_face, cameras, sims_buf)
+            if plan.append:  # appended samples: camera -1 is nobody's camera, no exclusion
+                _face_distance_into(face[:, n_gallery:], block.face, block.has_face, plan.e_face, None)
+    block_self = None
+    if plan.need_enriched:  # (block row, sample) pairs of each query's own enriched copies
+        counts = plan.self_start[rows + 1] - plan.self_start[rows]
+        block_self = (np.repeat(np.arange(nb), counts), plan.self_e[_ranges(plan.self_start[rows], counts)])
+    with clock("fusion and enrichment"):
+        lowest = _lowest_per_variant(plan, reid, block_self, workspace)
+    mixed = any(c.enrichment is not None or 0.0 < c.alpha < 1.0 for c in plan.configs)
+    work = workspace.get("work", nb, max(plan.width, plan.face_width)) if mixed else None
+    metrics, top = {}, {}
+    for config in plan.configs:
+        with clock("fusion and enrichment"):
+            dist = _config_block(config, reid, face, work, n_gallery, nb, plan.threads)
+            exclude = None
+            if config.enrichment == "min" and plan.n_enriched and config.alpha > 0.0:
+                cols = plan.e_layout.cols  # (np.take into reused buffers: no [:, cols] temporaries)
+                enriched_reid = np.take(reid, cols, axis=1, out=workspace.get("cols reid", nb, len(cols)))
+                np.minimum(enriched_reid, lowest[config.exclude_self], out=enriched_reid)
+                if config.alpha < 1.0:
+                    face_cols = np.take(face, cols, axis=1, out=workspace.get("cols face", nb, len(cols)))
+                    fuse(enriched_reid, face_cols, config.alpha, out=enriched_reid)
+                dist[:, cols] = enriched_reid
+            if config.enrichment == "append" and config.exclude_self and plan.n_enriched:
+                exclude = (block_self[0], n_gallery + block_self[1])
+        with clock("metrics"):
+            metrics[config.name] = plan.scorers[config.name].score_block(dist, rows, exclude=exclude)
+        if plan.topk:
+            with clock("top-k"):
+                top[config.name] = top_k(dist, plan.topk)
+    return BlockScores(rows, metrics, top)
+
+
+def _lowest_per_variant(plan: RetrievalPlan, reid: np.ndarray, block_self,
+                        workspace: Workspace) -> dict[bool, np.ndarray]:
+    """Per min-enrichment variant (own copies kept: False, left out: True) the smallest
+    ReID distance of each group of enriched samples, (b, groups)."""
+    variants = sorted({c.exclude_self for c in plan.configs if c.enrichment == "min"})
+    if not variants or not plan.n_enriched:
+        return {}
+    samples = np.take(reid[:, plan.n_gallery:], plan.e_layout.order, axis=1,  # laid out (a copy)
+                      out=workspace.get("samples", len(reid), plan.n_enriched))
+    lowest = {}
+    for exclude_self in variants:  # False first: True then writes +inf over own copies
+        if exclude_self and len(block_self[0]):
+            samples[block_self[0], plan.e_layout.position[block_self[1]]] = np.inf
+        lowest[exclude_self] = plan.e_layout.lowest(samples)
+    return lowest
+
+
+def merge_blocks(plan: RetrievalPlan, blocks: Iterable[BlockScores]) -> RetrievalResult:
+    """The RetrievalResult of all queries' blocks (any order; each query exactly once)."""
+    accumulators = {name: scorer.empty_copy() for name, scorer in plan.scorers.items()}
+    widths = {c.name: min(plan.topk, _config_width(c, plan.n_gallery, plan.n_enriched)) for c in plan.configs}
+    top = {name: np.empty((plan.n_query, w), np.int64) for name, w in widths.items()} if plan.topk else {}
+    for block in blocks:
+        for name, acc in accumulators.items():
+            acc.merge(block.metrics[name])
+            if plan.topk:
+                top[name][block.rows] = block.topk[name]
+    results: dict[tuple[str, str], EvalResult] = {}
+    records = []
+    for config in plan.configs:
+        acc = accumulators[config.name]
+        if not acc.complete:
+            raise ValueError(f"config {config.name!r}: {int((~acc._added).sum())} queries were never scored")
+        for mode, res in acc.results().items():
+            results[(config.name, mode)] = res
+            records.append({"config": config.name, "alpha": config.alpha, "enrichment": config.enrichment or "",
+                            **res.as_dict()})
+    return RetrievalResult(pd.DataFrame.from_records(records), results, top)
+
+
 def run_retrieval(
     query: FeatureSet,
     gallery: FeatureSet,
@@ -252,107 +559,33 @@ def run_retrieval(
     threads: int | None = None,
     progress: bool = True,
     timings: dict[str, float] | None = None,
-    metric_states: dict[str, MetricAccumulator] | None = None,
+    device: str = "auto",
 ) -> RetrievalResult:
     """Evaluate every config and mode in one block-wise pass over the queries.
 
-    block_size: queries per block (default: about 192 MiB per distance buffer, 16..1024).
-    threads: threads for the metric counting (default: up to 4, the CPU count).
+    block_size: queries per block (default: about 192 MiB per distance buffer, 16..1024;
+        on a GPU 768 MiB, up to 4096).
+    threads: CPU threads for fusion and metric counting (default: up to 4, the CPU count).
     exclude_same_camera: the face convention "same camera -> distance +inf".
     timings: a dict to receive wall seconds per phase ("reid gallery product",
         "reid enriched product", "face", "fusion and enrichment", "metrics", "top-k").
-    metric_states: a dict to receive each config's MetricAccumulator, by config name
-        (the Ray engine, ``cluster.py``, merges the per-query states of partial runs).
+    device: "auto" (CUDA when torch sees one, else numpy), "numpy" (or "cpu"),
+        "torch-cpu", "cuda" / "cuda:N"; see :func:`resolve_device`. The torch path gives
+        the same ranks (ties broken by gallery index) whenever the float32 products round
+        alike; products on another BLAS may differ in the last bit.
+
+    Equivalent to ``merge_blocks(plan, [score_block(plan, b) for b in query_blocks(plan,
+    query)])`` with ``plan = plan_retrieval(...)``: those three steps are the API for
+    running blocks elsewhere (threads, processes, a cluster).
     """
-    clock = _PhaseClock(timings)
-    configs = list(configs) if configs is not None else default_configs(enrichment="min" if enriched is not None else None)
-    _check_configs(configs, query, gallery, enriched, modes)
-    n_query, n_gallery = len(query), len(gallery)
-    n_enriched = len(enriched) if enriched is not None else 0
-    need_face = any(c.alpha < 1.0 for c in configs)
-    need_enriched = any(c.enrichment is not None for c in configs) and n_enriched > 0
-    append = any(c.enrichment == "append" for c in configs) and n_enriched > 0
-    width = n_gallery + (n_enriched if need_enriched else 0)
-    face_width = n_gallery + (n_enriched if append else 0)
-    if block_size is None:
-        block_size = int(np.clip((192 << 20) // (4 * max(width, 1)), 16, 1024))
-    threads = threads if threads is not None else min(4, os.cpu_count() or 1)
-
-    # Prepared once: face galleries, cameras grouped, enrichment grouped.
-    g_face = FaceGallery(gallery.face, gallery.has_face) if need_face else None
-    e_face = FaceGallery(enriched.face, enriched.has_face) if append and need_face else None
-    cameras = CameraIndex(gallery.camids) if need_face and exclude_same_camera else None
-    if need_enriched:
-        e_order, e_starts, e_cols = _group_by_gallery(enriched.gallery_index)
-        e_pos = np.argsort(e_order)  # sample -> position in e_order
-        self_q, self_e = _self_pairs(np.arange(n_query), enriched.source_query)
-        self_start = np.searchsorted(self_q, np.arange(n_query + 1))  # pairs of query q: self_start[q]:self_start[q+1]
-    # Queries with a face first: their blocks need face products, the others a constant.
-    order = np.arange(n_query)
-    if need_face:
-        order = np.concatenate([np.flatnonzero(query.has_face), np.flatnonzero(~query.has_face)])
-
-    accumulators = {c.name: _accumulator(c, query, gallery, enriched, modes, threads) for c in configs}
-    top = {c.name: np.empty((n_query, min(topk, _config_width(c, n_gallery, n_enriched))), np.int64) for c in configs} if topk else {}
-
-    reid_buf = np.empty((block_size, width), np.float32)
-    face_buf = np.empty((block_size, face_width), np.float32) if need_face else None
-    mixed = any(c.enrichment is not None or 0.0 < c.alpha < 1.0 for c in configs)
-    work_buf = np.empty((block_size, max(width, face_width)), np.float32) if mixed else None
-
-    for start in progress_bar(range(0, n_query, block_size), desc="retrieval", unit="block", disable=not progress):
-        rows = order[start:start + block_size]
-        nb = len(rows)
-        q_reid = query.reid[rows]
-        reid = reid_buf[:nb]
-        with clock("reid gallery product"):
-            reid_distance(q_reid, gallery.reid, out=reid[:, :n_gallery])
-        if need_enriched:
-            with clock("reid enriched product"):
-                reid_distance(q_reid, enriched.reid, out=reid[:, n_gallery:])
-        face = None
-        if need_face:
-            face = face_buf[:nb]
-            with clock("face"):
-                has_face, q_face = query.has_face[rows], query.face[rows]
-                pairs = cameras.pairs(query.camids[rows]) if cameras is not None else None
-                _face_distance_into(face[:, :n_gallery], q_face, has_face, g_face, pairs)
-                if append:  # appended samples: camera -1 is nobody's camera, no exclusion
-                    _face_distance_into(face[:, n_gallery:], q_face, has_face, e_face, None)
-        if need_enriched:  # (block row, sample) pairs of each query's own enriched copies
-            counts = self_start[rows + 1] - self_start[rows]
-            block_self = (np.repeat(np.arange(nb), counts), self_e[_ranges(self_start[rows], counts)])
-        lowest = {}
-        for config in configs:
-            with clock("fusion and enrichment"):
-                dist, exclude = _config_block(config, reid, face, work_buf, n_gallery, nb)
-                if config.enrichment == "min" and n_enriched:
-                    if config.exclude_self not in lowest:
-                        pairs = (block_self[0], e_pos[block_self[1]]) if config.exclude_self else None
-                        lowest[config.exclude_self] = _lowest_enriched(reid[:, n_gallery:], e_order, e_starts, pairs)
-                    enriched_reid = np.minimum(reid[:, e_cols], lowest[config.exclude_self])
-                    if config.alpha == 1.0:
-                        dist[:, e_cols] = enriched_reid
-                    elif config.alpha > 0.0:
-                        dist[:, e_cols] = fuse(enriched_reid, face[:, e_cols], config.alpha)
-                if config.enrichment == "append" and config.exclude_self and n_enriched:
-                    exclude = (block_self[0], n_gallery + block_self[1])
-            with clock("metrics"):
-                accumulators[config.name].add_block(dist, rows, exclude=exclude)
-            if topk:
-                with clock("top-k"):
-                    top[config.name][rows] = top_k(dist, top[config.name].shape[1])
-
-    if metric_states is not None:
-        metric_states.update(accumulators)
-    results: dict[tuple[str, str], EvalResult] = {}
-    records = []
-    for config in configs:
-        for mode, res in accumulators[config.name].results().items():
-            results[(config.name, mode)] = res
-            records.append({"config": config.name, "alpha": config.alpha, "enrichment": config.enrichment or "",
-                            **res.as_dict()})
-    return RetrievalResult(pd.DataFrame.from_records(records), results, top)
+    plan = plan_retrieval(query, gallery, configs, modes=modes, enriched=enriched,
+                          exclude_same_camera=exclude_same_camera, topk=topk, threads=threads, device=device)
+    workspace = Workspace()
+    blocks = query_blocks(plan, query, block_size)
+    n_blocks = -(-len(query) // (block_size or plan.default_block_size()))
+    scored = (score_block(plan, block, workspace=workspace, timings=timings)
+              for block in tqdm(blocks, total=n_blocks, desc="retrieval", unit="block", disable=not progress))
+    return merge_blocks(plan, scored)
 
 
 class _PhaseClock:
@@ -384,21 +617,37 @@ def _config_width(config: RetrievalConfig, n_gallery: int, n_enriched: int) -> i
     return n_gallery + (n_enriched if config.enrichment == "append" else 0)
 
 
-def _config_block(config, reid, face, work_buf, n_gallery, nb):
+def _config_block(config, reid, face, work_buf, n_gallery, nb, threads=1):
     """The config's distance block (a view of a shared buffer when nothing is mixed in);
     min-enrichment columns are patched by the caller."""
     width = n_gallery + (reid.shape[1] - n_gallery if config.enrichment == "append" else 0)
     if config.enrichment == "min":
-        out = work_buf[:nb, :n_gallery]
         if config.alpha == 0.0:  # GEFF enriches the ReID distances only
-            return face[:, :n_gallery], None
-        return fuse(reid[:, :n_gallery], face[:, :n_gallery] if config.alpha < 1.0 else reid[:, :n_gallery],
-                    config.alpha, out=out), None
+            return face[:, :n_gallery]
+        out = work_buf[:nb, :n_gallery]
+        if config.alpha == 1.0:
+            np.copyto(out, reid[:, :n_gallery])  # its enriched columns are patched in place
+            return out
+        return _fuse_rows(reid[:, :n_gallery], face[:, :n_gallery], config.alpha, out, threads)
     if config.alpha == 1.0:
-        return reid[:, :width], None
+        return reid[:, :width]
     if config.alpha == 0.0:
-        return face[:, :width], None
-    return fuse(reid[:, :width], face[:, :width], config.alpha, out=work_buf[:nb, :width]), None
+        return face[:, :width]
+    return _fuse_rows(reid[:, :width], face[:, :width], config.alpha, work_buf[:nb, :width], threads)
+
+
+def _fuse_rows(reid: np.ndarray, face: np.ndarray, alpha: float, out: np.ndarray, threads: int) -> np.ndarray:
+    """fuse() split by rows over threads (numpy's elementwise passes are single-threaded
+    and release the GIL; elementwise, so the bits do not depend on the split)."""
+    n = len(out)
+    if threads < 2 or n < 2 * threads or out.size < (1 << 20):
+        return fuse(reid, face, alpha, out=out)
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    pool = _thread_pool(threads)
+    jobs = [pool.submit(fuse, reid[a:b], face[a:b], alpha, out=out[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    for job in jobs:
+        job.result()
+    return out
 
 
 def _accumulator(config, query, gallery, enriched, modes, threads) -> MetricAccumulator:

@@ -36,7 +36,6 @@ accuracy per tracklet and per image (tracklets weighted by their frames).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -130,3 +130,33 @@ def test_face_distance_any_row_order_and_gallery_density(monkeypatch, dense):
     for order in (np.arange(30), np.argsort(~q_has, kind="stable")):  # interleaved, then faced first
         d = face_distance(q[order], g, q_has[order], g_has, q_cam[order], g_cam)
         np.testing.assert_allclose(d, expected[order], atol=1e-6)
+
+
+def test_enrichment_layout_lowest_equals_per_group_minimum():
+    rng = np.random.default_rng(4)
+    to_gallery = rng.integers(0, 9, 40)  # groups of many sizes, some gallery images without samples
+    layout = fusion.EnrichmentLayout.of(to_gallery)
+    assert sorted(layout.order.tolist()) == list(range(40))
+    np.testing.assert_array_equal(layout.order[layout.position], np.arange(40))
+    dist = rng.standard_normal((5, 40)).astype(np.float32)
+    lowest = layout.lowest(dist[:, layout.order])
+    expected = np.stack([dist[:, to_gallery == c].min(axis=1) for c in layout.cols], axis=1)
+    np.testing.assert_array_equal(lowest, expected)
+    assert set(layout.cols.tolist()) == set(to_gallery.tolist())
+    assert fusion.EnrichmentLayout.of(np.array([], int)).lowest(np.zeros((3, 0), np.float32)).shape == (3, 0)
+
+
+def test_camera_fill_equals_pairs():
+    rng = np.random.default_rng(8)
+    q, g = rng.integers(0, 5, 30), rng.integers(1, 7, 50)
+    index = CameraIndex(g)
+    rows = np.flatnonzero(rng.random(30) < 0.6)
+    out = np.zeros((30, 50), np.float32)
+    index.fill(out, q, rows, np.inf)
+    expected = np.zeros((30, 50), np.float32)
+    r, c = index.pairs(q)
+    keep = np.isin(r, rows)
+    expected[r[keep], c[keep]] = np.inf
+    np.testing.assert_array_equal(out, expected)
+    index.fill(out, np.full(30, 99), np.arange(30), -1.0)  # no query camera in the gallery (LaST)
+    np.testing.assert_array_equal(out, expected)

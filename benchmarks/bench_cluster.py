@@ -36,8 +36,8 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 
 from bench_retrieval import MODES, SCALES, Scale, synthetic  # noqa: E402
 
-from reface_utils import cluster  # noqa: E402
-from reface_utils.retrieval import EnrichedGallery, FeatureSet, default_configs, run_retrieval  # noqa: E402
+from reface_utils.apps import cluster  # noqa: E402
+from reface_utils.method.retrieval import EnrichedGallery, FeatureSet, default_configs, run_retrieval  # noqa: E402
 
 LAST = SCALES["last"]
 BENCH_SCALES = {
@@ -114,8 +114,8 @@ def features(workers: int, chunk_size: int) -> dict:
     import ray
     import torch
 
-    from reface_utils.datasets import load_dataset
-    from reface_utils.reid import load_reid_model
+    from reface_utils.data.datasets import load_dataset
+    from reface_utils.models.reid import load_reid_model
 
     paths = load_dataset("demo").images["path"].tolist()
     model = load_reid_model("mobilenetv2-imagenet", device="cpu")

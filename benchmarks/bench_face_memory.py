@@ -18,7 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reface_utils.face import load_face_model  # noqa: E402
+from reface_utils.models.face import load_face_model  # noqa: E402
 
 
 def rss_mib() -> float:

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from reface_utils import reid  # noqa: E402
-from reface_utils.images import read_rgb  # noqa: E402
+from reface_utils.models import reid  # noqa: E402
+from reface_utils.core.images import read_rgb  # noqa: E402
 
 
 def write_crops(folder: Path, n: int, size: tuple[int, int] = (256, 128), seed: int = 0) -> list[str]:
@@ -115,7 +115,7 @@ def main() -> None:
                              "(other processes on a shared machine only ever slow a run down)")
     args = parser.parse_args()
 
-    device = reid._pick_device(args.device)
+    device = reid.extractor._pick_device(args.device)
     cuda = device.type == "cuda"
     sizes = [int(s) for s in (args.batch_sizes or ("32,64,128,256" if cuda else "1,8,16,32,64")).split(",")]
     n_default = args.images or (4096 if cuda else 32)

@@ -43,9 +43,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reface_utils.fusion import apply_enrichment, face_distance, fuse, reid_distance  # noqa: E402
-from reface_utils.metrics import evaluate  # noqa: E402
-from reface_utils.retrieval import (  # noqa: E402
+from reface_utils.method.fusion import apply_enrichment, face_distance, fuse, reid_distance  # noqa: E402
+from reface_utils.method.metrics import evaluate  # noqa: E402
+from reface_utils.method.retrieval import (  # noqa: E402
     EnrichedGallery,
     FeatureSet,
     RetrievalConfig,

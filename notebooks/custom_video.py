@@ -32,8 +32,8 @@
 #   A track whose face is never visible can then be named by its clothes.
 #
 # With no inputs given it runs on a generated demo video of the demo dataset's people (real face
-# photos on drawn bodies), so it works offline. The code is `reface_utils.custom.identify_people`
-# (detection and tracking in `reface_utils.tracking`).
+# photos on drawn bodies), so it works offline. The code is `reface_utils.apps.custom.identify_people`
+# (detection and tracking in `reface_utils.apps.tracking`).
 
 # %%
 # Colab set-up. In Colab this cell installs ReFace with its GPU packages (about 3 minutes,
@@ -83,11 +83,11 @@ import numpy as np
 import pandas as pd
 from IPython.display import display
 
-from reface_utils import demo_video
-from reface_utils.custom import TRACK_COLUMNS, UNKNOWN, identify_people, load_gallery
-from reface_utils.images import read_rgb
-from reface_utils.pipeline import project_root
-from reface_utils.tracking import OnnxYoloPersonDetector, iter_frames
+from reface_utils.data import demo_video
+from reface_utils.apps.custom import TRACK_COLUMNS, UNKNOWN, identify_people, load_gallery
+from reface_utils.core.images import read_rgb
+from reface_utils.apps.pipeline import project_root
+from reface_utils.apps.tracking import OnnxYoloPersonDetector, iter_frames
 
 pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 30)

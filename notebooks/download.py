@@ -68,7 +68,7 @@ ray_address = None           # the Ray cluster to join; None: RAY_ADDRESS, else 
 # %%
 from IPython.display import display
 
-from reface_utils import pipeline
+from reface_utils.apps import pipeline
 
 settings = pipeline.settings_from_namespace(globals())  # checks every value, and unknown names
 

@@ -73,7 +73,7 @@ import os
 import papermill as pm
 from IPython.display import Image, display
 
-from reface_utils import pipeline
+from reface_utils.apps import pipeline
 
 settings = pipeline.settings_from_namespace(globals())  # stops here on a misspelt or wrong parameter
 root = pipeline.project_root()

@@ -75,8 +75,8 @@ import warnings
 
 from IPython.display import display
 
-from reface_utils import pipeline
-from reface_utils.datasets import load_dataset
+from reface_utils.apps import pipeline
+from reface_utils.data.datasets import load_dataset
 
 settings = pipeline.settings_from_namespace(globals())  # checks every value, and unknown names
 out_dir = settings.results_dir

@@ -73,8 +73,8 @@ import warnings
 import matplotlib.pyplot as plt
 from IPython.display import display
 
-from reface_utils import pipeline, visualise
-from reface_utils.datasets import load_dataset
+from reface_utils.apps import pipeline, visualise
+from reface_utils.data.datasets import load_dataset
 
 settings = pipeline.settings_from_namespace(globals(), own=("num_queries", "k"))
 out_dir = settings.results_dir

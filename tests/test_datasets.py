@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reface_utils import datasets
-from reface_utils.datasets import (COLUMNS, DatasetError, DatasetNotFoundError, canonical_name,
+from reface_utils.data import datasets
+from reface_utils.data.datasets import (COLUMNS, DatasetError, DatasetNotFoundError, canonical_name,
                                    load_dataset)
 
 
@@ -307,6 +307,27 @@ def test_names_and_aliases():
         canonical_name("market1501")
     with pytest.raises(DatasetNotFoundError, match=r"needs root=<the dataset folder>.*<pid>-<cam>-<clothes>"):
         load_dataset("vcclothes", None)
+
+
+def test_register_dataset(tmp_path, monkeypatch):
+    # a user's dataset: here an LTCC-layout folder under another name, loaded by name and alias
+    monkeypatch.setattr(datasets, "_LOADERS", dict(datasets._LOADERS))
+    monkeypatch.setattr(datasets, "_ALIASES", dict(datasets._ALIASES))
+    monkeypatch.setattr(datasets, "LAYOUTS", dict(datasets.LAYOUTS))
+    make_ltcc(tmp_path)
+    seen = []
+
+    def load_mine(root, seed):
+        seen.append((root, seed))
+        return datasets._load_ltcc(root, name="mine")
+
+    datasets.register_dataset("mine", load_mine, aliases=("My-Set",), layout="<root>/{query,test}/*.png")
+    ds = load_dataset("my_set", tmp_path, seed=3)
+    assert seen == [(tmp_path, 3)] and ds.name == "mine"
+    assert rows(ds, "query") == rows(load_dataset("ltcc", tmp_path), "query")
+    assert "mine" in datasets.available_datasets()
+    with pytest.raises(ValueError, match="registered already"):
+        datasets.register_dataset("ltcc", load_mine)
 
 
 def test_every_layout_is_documented():

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reface_utils import demo
-from reface_utils.datasets import load_dataset
+from reface_utils.data import demo
+from reface_utils.data.datasets import load_dataset
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +129,7 @@ def test_another_seed_gives_another_dataset():
 
 def test_face_boxes_match_the_detector():
     """The fixed face boxes in FACE_SOURCES are where YuNet finds the faces."""
-    from reface_utils.face import load_face_model
+    from reface_utils.models.face import load_face_model
 
     model = load_face_model("sface", det_size=None)
     for source in sorted({s for s, _ in demo.FACE_SOURCES.values()}):
@@ -155,7 +155,7 @@ def test_the_face_detector_agrees_with_the_manifest(manifest):
     occluded faces). Recognising a face costs ~50 ms on a CPU, so every query image
     and every no-face image is checked here, but only a third of the gallery's faces.
     """
-    from reface_utils.face import load_face_model
+    from reface_utils.models.face import load_face_model
 
     test = manifest[manifest["role"] != "train"].reset_index(drop=True)
     gallery_faces = test.index[(test["role"] == "gallery") & test["face_visible"]]

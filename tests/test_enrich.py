@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reface_utils.enrich import best_matches, enrich_gallery, enrichment_sweep
-from reface_utils.face import FaceFeatures
+from reface_utils.method.enrich import best_matches, enrich_gallery, enrichment_sweep
+from reface_utils.models.face import FaceFeatures
 
 X, Y, Z = [1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]
 

@@ -15,8 +15,8 @@ import skimage.data
 from onnx import TensorProto, helper, numpy_helper
 
 import insightface
-from reface_utils.face import FaceFeatures, InsightFaceModel, SFaceModel, load_face_model
-from reface_utils.images import UnreadableImagesWarning, read_rgb
+from reface_utils.models.face import FaceFeatures, InsightFaceModel, SFaceModel, load_face_model
+from reface_utils.core.images import UnreadableImagesWarning, read_rgb
 
 INSIGHTFACE_IMAGES = Path(insightface.__file__).parent / "data" / "images"
 T1 = INSIGHTFACE_IMAGES / "t1.jpg"
@@ -316,3 +316,18 @@ def test_insightface_extract_shapes_batching_and_reference_embeddings(fake_insig
 def test_insightface_without_pack_says_how_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="buffalo_l"):
         load_face_model("insightface", pack_dir=tmp_path / "nowhere")
+
+
+def test_register_face_model(monkeypatch):
+    from reface_utils.models import face as face_mod
+
+    monkeypatch.setattr(face_mod, "_REGISTRY", dict(face_mod._REGISTRY))
+    made = []
+    face_mod.register_face_model("Mine", lambda **options: made.append(options) or "a model")
+    assert face_mod.load_face_model("mine", det_size=(64, 64)) == "a model"
+    assert made == [{"det_size": (64, 64)}]
+    assert {"sface", "insightface", "mine"} <= set(face_mod.available_face_models())
+    with pytest.raises(ValueError, match="registered already"):
+        face_mod.register_face_model("sface", lambda **o: None)
+    with pytest.raises(ValueError, match="unknown face model 'nope'"):
+        face_mod.load_face_model("nope")

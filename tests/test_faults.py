@@ -25,13 +25,14 @@ import pandas as pd
 import pytest
 import torch
 
-from reface_utils import cache, checkpoints as ck, pipeline as pl
-from reface_utils.cache import CacheChunkWarning, cache_entry_dir, cached_features
-from reface_utils.datasets import (Dataset, DatasetNotFoundError, SkippedFilesWarning,
+from reface_utils.core import cache, checkpoints as ck
+from reface_utils.apps import pipeline as pl
+from reface_utils.core.cache import CacheChunkWarning, cache_entry_dir, cached_features
+from reface_utils.data.datasets import (Dataset, DatasetNotFoundError, SkippedFilesWarning,
                                    load_dataset)
-from reface_utils.face import FaceFeatures, load_face_model
-from reface_utils.images import UnreadableImageError, UnreadableImagesWarning, read_rgb
-from reface_utils.reid import CheckpointError, load_reid_model
+from reface_utils.models.face import FaceFeatures, load_face_model
+from reface_utils.core.images import UnreadableImageError, UnreadableImagesWarning, read_rgb
+from reface_utils.models.reid import CheckpointError, load_reid_model
 
 REPO = Path(__file__).resolve().parents[1]
 SETPRIV = shutil.which("setpriv")
@@ -138,8 +139,8 @@ def test_permission_denied_for_real_then_fixed_is_not_cached_for_good(tmp_path, 
     image.chmod(0)
     try:
         code = ("import json, sys, warnings\n"
-                "from reface_utils.face import load_face_model\n"
-                "from reface_utils.images import read_rgb, UnreadableImageError\n"
+                "from reface_utils.models.face import load_face_model\n"
+                "from reface_utils.core.images import read_rgb, UnreadableImageError\n"
                 "try:\n    read_rgb(sys.argv[1]); err = ''\n"
                 "except UnreadableImageError as e:\n    err = str(e)\n"
                 "with warnings.catch_warnings(record=True) as w:\n"
@@ -291,7 +292,7 @@ def test_unwritable_cache_folder_is_named(tmp_path):
 
 _KILLABLE = """
 import sys, time
-from reface_utils.face import load_face_model
+from reface_utils.models.face import load_face_model
 model = load_face_model("sface")
 inner = model._compute
 done = []
@@ -342,7 +343,7 @@ def test_kill_9_during_extraction_then_resume_is_bit_identical(tmp_path, demo_im
 
 # =========================================================================== checkpoints
 def _cal_file(path: Path, seed: int) -> Path:
-    from reface_utils.reid import CALResNet50
+    from reface_utils.models.reid import CALResNet50
 
     torch.manual_seed(seed)
     sd = {k: v.half() if v.is_floating_point() else v for k, v in CALResNet50().state_dict().items()}
@@ -371,7 +372,7 @@ def test_wrong_checkpoint_is_not_pinned_and_the_right_one_then_loads(tmp_path, m
     msg = str(info.value)
     assert f"entry 'cal_prcc' of the lock file {ck.lock_path()}" in msg
     assert "python -m reface_utils.checkpoints forget cal_prcc" in msg
-    done = run_python("from reface_utils.checkpoints import main; raise SystemExit(main())", "forget", "cal_prcc",
+    done = run_python("from reface_utils.core.checkpoints import main; raise SystemExit(main())", "forget", "cal_prcc",
                       env={"REFACE_HOME": str(tmp_path)})
     assert done.returncode == 0 and "forgot the pinned digest of 'cal_prcc'" in done.stdout
     load_reid_model("cal", checkpoint="cal_prcc", device="cpu")
@@ -431,7 +432,7 @@ def test_buffalo_zip_without_its_onnx_files_is_refused_and_not_pinned(tmp_path):
 
 
 def test_forget_without_a_pin_says_so(tmp_path):
-    done = run_python("from reface_utils.checkpoints import main; raise SystemExit(main())", "forget", "cal_ltcc",
+    done = run_python("from reface_utils.core.checkpoints import main; raise SystemExit(main())", "forget", "cal_ltcc",
                       env={"REFACE_HOME": str(tmp_path)})
     assert done.returncode == 0 and "'cal_ltcc' has no pinned digest" in done.stdout
 
@@ -545,7 +546,7 @@ def test_folder_that_cannot_be_listed_is_named(tmp_path):
     touch(tmp_path, "test/001_1_c1_000001.png", "query/001_3_c3_000003.png")
     (tmp_path / "query").chmod(0o311)  # enterable, not listable
     try:
-        done = run_python("import sys\nfrom reface_utils.datasets import load_dataset, DatasetError\n"
+        done = run_python("import sys\nfrom reface_utils.data.datasets import load_dataset, DatasetError\n"
                           "try:\n    load_dataset('ltcc', sys.argv[1])\nexcept DatasetError as e:\n    print(e)\n",
                           str(tmp_path), prefix=NO_DAC)
     finally:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reface_utils import fusion
-from reface_utils.fusion import (
+from reface_utils.method import fusion
+from reface_utils.method.fusion import (
     CameraIndex,
     apply_enrichment,
     face_distance,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reface_utils import metrics
-from reface_utils.metrics import EvalResult, MetricAccumulator, evaluate
+from reface_utils.method import metrics
+from reface_utils.method.metrics import EvalResult, MetricAccumulator, evaluate
 
 
 @pytest.fixture(params=["passes", "sort"])

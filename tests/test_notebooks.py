@@ -17,7 +17,7 @@ import nbformat
 import papermill as pm
 import pytest
 
-from reface_utils import pipeline
+from reface_utils.apps import pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ("download", "enrich_gallery", "infer", "visualise", "eval", "custom_video")

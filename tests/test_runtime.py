@@ -3,7 +3,8 @@ import onnxruntime
 import pytest
 import torch
 
-from reface_utils import face, runtime
+from reface_utils.models import face
+from reface_utils.core import runtime
 
 
 @pytest.mark.parametrize("cuda, requirement", [
@@ -118,7 +119,7 @@ def test_install_gpu_swaps_in_the_matching_build_then_checks(monkeypatch):
     assert runtime.main(["--install-gpu"]) == 0
     assert pip.commands == [["-m", "pip", "uninstall", "-y", "onnxruntime", "onnxruntime-gpu"],
                             ["-m", "pip", "install", "--no-deps", "--force-reinstall", "onnxruntime-gpu>=1.19,<1.27"],
-                            ["-m", "reface_utils.runtime", "--check"]]
+                            ["-m", "reface_utils.core.runtime", "--check"]]
 
 
 def test_install_gpu_leaves_a_matching_install_or_a_cpu_torch_alone(monkeypatch):
@@ -129,4 +130,4 @@ def test_install_gpu_leaves_a_matching_install_or_a_cpu_torch_alone(monkeypatch)
     runtime.main(["--install-gpu"])
     monkeypatch.setattr(torch.version, "cuda", None)
     runtime.main(["--install-gpu"])
-    assert pip.commands == [["-m", "reface_utils.runtime", "--check"]] * 2
+    assert pip.commands == [["-m", "reface_utils.core.runtime", "--check"]] * 2

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reface_utils.video import (
+from reface_utils.method.tracklets import (
     STREET42_MIN_FRAMES,
     STREET42_UNKNOWN_PID,
     EnrichedFrames,

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reface_utils import visualise as vis
+from reface_utils.apps import visualise as vis
 
 
 @pytest.fixture()
@@ -201,7 +201,7 @@ def test_browser_callbacks_redraw_with_new_query_and_alpha(images):
 def test_browser_lists_queries_by_label_wraps_long_top_k_and_shows_each_distance(tmp_path):
     import matplotlib.pyplot as plt
 
-    from reface_utils.visualise import RetrievalBrowser
+    from reface_utils.apps.visualise import RetrievalBrowser
 
     img = tmp_path / "x.png"
     plt.imsave(img, np.zeros((8, 4, 3)))

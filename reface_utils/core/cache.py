@@ -26,13 +26,13 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 
+from .files import atomic_savez, atomic_write_text
 from .images import ImageLike
 from .paths import features_cache_dir
 from .progress import progress_bar
@@ -84,28 +84,6 @@ def chunk_file(entry: str | os.PathLike, number: int, chunk_size: int) -> Path:
     """The file of chunk ``number`` (images ``number * chunk_size ...``) of a cache entry;
     the Ray engine (``cluster.py``) writes the same files, so either run resumes the other."""
     return Path(entry) / f"chunk_{number:05d}_{chunk_size}.npz"
-
-
-def _atomic_savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _non_finite(arrays: Mapping[str, np.ndarray], allow_nan: Collection[str]) -> list[str]:
@@ -215,7 +193,7 @@ def cached_features(model_key: Mapping[str, Any], images: Sequence[ImageLike],
                           "Set REFACE_HOME to a writable folder (or pass cache_dir=None).") from err
         manifest = entry / "manifest.json"
         if not manifest.exists():
-            _atomic_write_text(manifest, json.dumps(
+            atomic_write_text(manifest, json.dumps(
                 {"model_key": model_key, "num_images": n, "chunk_size": chunk_size,
                  "first_image": os.fspath(images[0]) if n else None},
                 indent=2, sort_keys=True, default=str))
@@ -238,10 +216,10 @@ def cached_features(model_key: Mapping[str, Any], images: Sequence[ImageLike],
                 arrays = _computed(compute, part, bar, desc, allow_nan)
                 bar.update(len(part) - (bar.n - before))
                 if path is not None:
-                    _atomic_savez(path, arrays)
+                    atomic_savez(path, arrays)
             else:
                 if _retry_unreadable(arrays, part, compute, desc, allow_nan) and path is not None:
-                    _atomic_savez(path, arrays)
+                    atomic_savez(path, arrays)
                 bar.update(len(part))
             keys = keys if keys is not None else set(arrays)
             chunks.append(arrays)

@@ -52,19 +52,26 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .paths import demo_root
-from .progress import progress_bar
+from ..core.files import atomic_folder
+from ..core.paths import demo_root
+from ..core.progress import progress_bar
 
 __all__ = [
     "DEMO_VERSION", "MANIFEST_NAME", "MANIFEST_COLUMNS", "DEFAULT_SIZE", "VIEWS",
     "Identity", "Outfit", "OUTFIT_STYLES", "FACE_SOURCES",
     "load_identities", "make_outfit", "person_layer", "camera_background",
     "render_person", "demo_plan", "render_plan", "build_folder", "make_demo_dataset", "read_manifest",
+    "generator_version",
 ]
 
-# The cached demo folder is named after the generator's own source, so an edited generator
-# never serves images drawn by an older one (seen: stale demo images, shifted metrics).
-DEMO_VERSION = "v1-" + hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:10]
+def generator_version(source: str | os.PathLike, *depends_on: str) -> str:
+    """``"v1-"`` + 10 hex digits of the SHA-256 of a generator's source file and the versions
+    it builds on. Cached generated folders are named after it, so an edited generator never
+    serves files drawn by an older one (seen: stale demo images, shifted metrics)."""
+    return "v1-" + hashlib.sha256(Path(source).read_bytes() + "".join(depends_on).encode()).hexdigest()[:10]
+
+
+DEMO_VERSION = generator_version(__file__)
 MANIFEST_NAME = "demo_manifest.csv"
 MANIFEST_COLUMNS = ("file", "split", "role", "pid", "name", "clothes", "camera", "frame",
                     "style", "view", "face_visible")
@@ -643,8 +650,7 @@ def build_folder(folder: Path, write: Callable[[Path], None], *, force: bool = F
     """Generate a dataset folder atomically: ``write(tmp)`` fills a temporary sibling that
     is renamed into place, so a crash never leaves a half-written dataset; a complete
     folder (every file of its manifest present) is reused unless ``force``."""
-    if not force and _is_complete(folder):
-        return folder
+    return atomic_folder(folder, write, is_complete=_is_complete, force=force)
     parent = folder.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))

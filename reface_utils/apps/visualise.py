@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .images import read_rgb
+from ..core.images import read_rgb
 
 __all__ = ["visible_boxes", "show_retrieval", "show_enriched_examples", "plot_cmc", "plot_alpha_sweep",
            "plot_threshold_sweep", "RetrievalBrowser", "top_k", "pick_queries", "appended_samples", "show_ranks"]

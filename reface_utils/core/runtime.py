@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                 for command in install_commands(requirement):
                     subprocess.run(command, check=True)
         # A fresh process: this one may hold the onnxruntime that was just replaced.
-        return subprocess.run([sys.executable, "-m", "reface_utils.runtime", "--check"]).returncode
+        return subprocess.run([sys.executable, "-m", "reface_utils.core.runtime", "--check"]).returncode
     for key, value in report().items():
         print(f"{key:>16}: {value}")
     problems = [onnxruntime_conflict()]

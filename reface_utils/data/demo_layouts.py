@@ -1,6 +1,6 @@
 """Small generated datasets in each real layout (PRCC, LTCC, LaST, CCVID, VC-Clothes, 42Street).
 
-The demo (:mod:`reface_utils.demo`) is one dataset in the LTCC layout. The notebooks and
+The demo (:mod:`reface_utils.data.demo`) is one dataset in the LTCC layout. The notebooks and
 the pipeline also have a branch per dataset: PRCC's two query sets, LaST's
 one-camera-per-image rule, CCVID's tracklets and per-track vote, VC-Clothes' camera
 numbering, 42Street's tracklet folders, unknown identity and extra data. Each generator
@@ -10,7 +10,7 @@ every branch runs end to end offline::
 
     make_layout_dataset("prcc")     # -> <REFACE_HOME>/datasets/prcc-<version>-seed0/rgb/test/{A,B,C}/...
 
-Every tree has a ``demo_manifest.csv`` (:data:`reface_utils.demo.MANIFEST_COLUMNS`): one
+Every tree has a ``demo_manifest.csv`` (:data:`reface_utils.data.demo.MANIFEST_COLUMNS`): one
 row per image with its true identity (``pid``: the demo person drawn; 42Street writes
 its own labels into the file names), outfit, camera and view. The parsers never read it.
 
@@ -38,7 +38,6 @@ street42    ``gallery/`` (eight people in their first costume + the "unknown" cl
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Callable, Sequence
@@ -47,14 +46,14 @@ import numpy as np
 import pandas as pd
 
 from . import demo
-from .paths import demo_root
+from ..core.paths import demo_root
 
 __all__ = ["LAYOUT_NAMES", "LAYOUT_VERSION", "layout_plan", "make_layout_dataset"]
 
 LAYOUT_NAMES = ("prcc", "ltcc", "last", "ccvid", "vcclothes", "street42")
 # Like the demo's, the folder name follows the generators' source, so an edited generator
 # never serves trees drawn by an older one.
-LAYOUT_VERSION = "v1-" + hashlib.sha256(Path(__file__).read_bytes() + demo.DEMO_VERSION.encode()).hexdigest()[:10]
+LAYOUT_VERSION = demo.generator_version(__file__, demo.DEMO_VERSION)
 
 #: Frames of a video tracklet; 42Street scores tracklets of at least 10 frames.
 _CCVID_FRAMES = 6
@@ -247,7 +246,7 @@ def make_layout_dataset(layout: str, root: str | os.PathLike | None = None, seed
     """Generate (or reuse) the small ``layout`` tree and return the dataset folder to pass
     as ``data_root`` (``<root or paths.demo_root()>/<layout>-<LAYOUT_VERSION>-seed<seed>``).
 
-    Built atomically (:func:`reface_utils.demo.build_folder`); deterministic for a seed.
+    Built atomically (:func:`reface_utils.data.demo.build_folder`); deterministic for a seed.
     """
     table, extra = _plan(layout, seed)
     parent = Path(root).expanduser() if root is not None else demo_root()

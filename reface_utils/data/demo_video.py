@@ -1,9 +1,9 @@
 """A generated video of the demo dataset's people, with a labelled gallery and ground truth.
 
-The "your own data" path (:mod:`reface_utils.custom`: person detection, tracking,
+The "your own data" path (:mod:`reface_utils.apps.custom`: person detection, tracking,
 identification, gallery enrichment, annotated video) must run for real offline and in
 CI. This module draws the 42Street scenario in miniature from the people of
-:mod:`reface_utils.demo` (real face photos from PyPI wheels on drawn bodies):
+:mod:`reface_utils.data.demo` (real face photos from PyPI wheels on drawn bodies):
 
 - three scenes (three stage backgrounds), people walking across the stage one after
   another, ~10 fps, 640 x 360 pixels, about 180 frames in all;
@@ -28,8 +28,6 @@ which tracks were named correctly.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,14 +36,17 @@ import numpy as np
 import pandas as pd
 
 from . import demo
-from .paths import demo_root
-from .tracking import write_video
+from ..core.files import atomic_folder
+from ..core.paths import demo_root
+from ..core.video_io import write_video
 
 __all__ = ["DEMO_VIDEO_VERSION", "FRAME_SIZE", "FPS", "GALLERY_PEOPLE", "STRANGER", "GT_COLUMNS",
            "Walk", "DemoVideo", "demo_video_plan", "make_demo_video", "evaluate_tracks"]
 
 #: Bump when the drawing or the plan changes: the cache folder name includes it.
-DEMO_VIDEO_VERSION = "v1"
+# named after this generator and the demo people it draws (demo.DEMO_VERSION): an edited
+# generator never serves an older video
+DEMO_VIDEO_VERSION = demo.generator_version(__file__, demo.DEMO_VERSION)
 FRAME_SIZE = (640, 360)   # (width, height): people ~215-240 px tall, what HOG finds well
 FPS = 10
 #: People with a gallery folder (demo identity names) and the one who has none.
@@ -227,17 +228,7 @@ def make_demo_video(root: str | os.PathLike | None = None, seed: int = 0, *, for
     """
     parent = Path(root).expanduser() if root is not None else demo_root()
     folder = parent / f"demo-video-{DEMO_VIDEO_VERSION}-seed{seed}"
-    if force or not _is_complete(folder):
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
-        try:
-            _render(tmp, seed)
-            if folder.exists():
-                shutil.rmtree(folder)
-            os.replace(tmp, folder)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+    atomic_folder(folder, lambda tmp: _render(tmp, seed), is_complete=_is_complete, force=force)
     gt = pd.read_csv(folder / "ground_truth.csv")
     _, scene_starts = demo_video_plan()
     return DemoVideo(folder=folder, video=folder / "video.mp4", gallery=folder / "gallery", ground_truth=gt,

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .progress import progress_bar
+from ..core.progress import progress_bar
 
 __all__ = [
     "TrackScores",

@@ -86,7 +86,7 @@ from IPython.display import display
 from reface_utils.data import demo_video
 from reface_utils.apps.custom import TRACK_COLUMNS, UNKNOWN, identify_people, load_gallery
 from reface_utils.core.images import read_rgb
-from reface_utils.apps.pipeline import project_root
+from reface_utils.core.paths import project_root
 from reface_utils.apps.tracking import OnnxYoloPersonDetector, iter_frames
 
 pd.set_option("display.width", 160)
@@ -162,7 +162,7 @@ display(result.tracks[shown].round(3))
 # NBVAL_CHECK_OUTPUT
 # On the demo video the truth is known: which walk each track follows and who it is.
 if demo is not None:
-    ev = demo_video.evaluate_tracks(result.tracks, result.detections, demo.ground_truth)
+    ev = demo_video.match_ground_truth(result.tracks, result.detections, demo.ground_truth)
     before = result.tracks.merge(ev[["track_id", "expected"]], on="track_id")
     acc_before = (before["identity_before_enrichment"] == before["expected"]).mean()
     print(f"ground-truth walks: {demo.ground_truth['walk'].nunique()}, tracks: {len(ev)}, "

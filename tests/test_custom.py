@@ -331,7 +331,7 @@ def test_demo_video_is_what_its_ground_truth_says(demo):
 
 def test_demo_tracks_found_and_identified(demo, run):
     tracks = run.tracks
-    ev = demo_video.evaluate_tracks(tracks, run.detections, demo.ground_truth)
+    ev = demo_video.match_ground_truth(tracks, run.detections, demo.ground_truth)
     n_walks = demo.ground_truth["walk"].nunique()
     # measured: 10 tracks for 10 walks, each following one walk (>= 90 % of its frames)
     assert ev["gt_walk"].nunique() >= n_walks - 1, ev

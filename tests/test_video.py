@@ -1,9 +1,8 @@
-"""video: per-tracklet identity scores (GEFF find_best_match), fusion, majority vote and
+"""video: per-tracklet identity scores (GEFF find_best_match), fusion and
 the CCVID / 42Street accuracies, on hand-computed cases and against a per-tracklet loop."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from reface_utils.method.tracklets import (
@@ -11,11 +10,8 @@ from reface_utils.method.tracklets import (
     STREET42_UNKNOWN_PID,
     EnrichedFrames,
     TrackScores,
-    enriched_frames,
     evaluate_tracks,
-    frame_labels_from_table,
     fuse_track_scores,
-    majority_vote,
     track_identity_scores,
 )
 
@@ -71,24 +67,6 @@ def test_clothes_exclusion():
         track_identity_scores(QUERY, Q_TRACKS, GALLERY, G_PIDS, exclude_same_clothes=True, progress=False)
 
 
-def test_majority_vote_ties_and_no_votes():
-    tracks = np.array(["A"] * 5 + ["B"] * 2 + ["C"])
-    labels = np.array([-1, 3, 5, 5, 3, -1, -1, 7])
-    votes = majority_vote(tracks, labels)
-    assert votes.label.tolist() == [3, -1, 7]   # A: 3 and 5 tie, 3 voted first; B: no vote
-    assert votes.votes.tolist() == [2, 0, 1]
-    enr = enriched_frames(tracks, labels)
-    assert enr.frame_index.tolist() == [0, 1, 2, 3, 4, 7]   # every frame of A, C's frame
-    assert enr.pids.tolist() == [3] * 5 + [7]
-    plain = enriched_frames(tracks, labels, vote=False)   # 42Street: frames keep their own label
-    assert plain.frame_index.tolist() == [1, 2, 3, 4, 7] and plain.pids.tolist() == [3, 5, 5, 3, 7]
-
-
-def test_frame_labels_from_table():
-    table = pd.DataFrame({"query_index": [2, 0], "gallery_index": [5, 6], "pid": [11, 12]})
-    assert frame_labels_from_table(table, 4).tolist() == [12, -1, 11, -1]
-
-
 def test_enrichment_and_exclude_self():
     # t2's own frame appended as identity 1 (a wrong label) would make t2 predict 1
     enr = EnrichedFrames(frame_index=[2], pids=[1], source_track=["t2"])
@@ -132,7 +110,8 @@ def test_blockwise_matches_per_tracklet_loop():
     idx = tracks // 10
     q_pid, q_cam, q_clo = t_pid[idx], t_cam[idx], t_clo[idx]
     query = normalise(centres[q_pid] + rng.standard_normal((len(tracks), dim)))
-    enr = enriched_frames(tracks, np.where(rng.random(len(tracks)) < 0.5, q_pid, -1))
+    labelled = np.flatnonzero(rng.random(len(tracks)) < 0.5)  # frames the face match labelled
+    enr = EnrichedFrames(labelled, q_pid[labelled], tracks[labelled])
     for exclude_self in (False, True):
         results = [
             track_identity_scores(query, tracks, gallery, g_pid, query_pids=q_pid, query_camids=q_cam,

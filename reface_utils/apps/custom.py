@@ -206,6 +206,7 @@ def identify_tracks(crops: pd.DataFrame, gallery: pd.DataFrame, *, crop_reid: np
     ``votes``: crops whose face matched it, ``crops_added``, ``mean_similarity``).
     """
     from ..method.enrich import enrich_gallery
+    from ..method.fusion import zero_faceless_rows
     from ..method.tracklets import EnrichedFrames, fuse_track_scores, track_identity_scores
 
     if not 0.0 <= alpha <= 1.0:
@@ -215,8 +216,8 @@ def identify_tracks(crops: pd.DataFrame, gallery: pd.DataFrame, *, crop_reid: np
     names = gallery.drop_duplicates("pid").set_index("pid")["identity"].sort_index()
     keys = crops["track_key"].to_numpy()
     g_pid = gallery["pid"].to_numpy()
-    face_q = np.where(crop_faces.has_face[:, None], crop_faces.embedding, 0).astype(np.float32)
-    face_g = np.where(gallery_faces.has_face[:, None], gallery_faces.embedding, 0).astype(np.float32)
+    face_q = zero_faceless_rows(crop_faces.embedding, crop_faces.has_face)
+    face_g = zero_faceless_rows(gallery_faces.embedding, gallery_faces.has_face)
 
     def scores(enriched: Any = None):
         reid = track_identity_scores(crop_reid, keys, gallery_reid, g_pid, enriched=enriched,

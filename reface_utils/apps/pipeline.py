@@ -26,6 +26,7 @@ import pandas as pd
 
 from ..core import checkpoints
 from ..core.files import atomic_savez, atomic_write_text
+from ..core.paths import project_root, results_dir  # project_root: public here too (notebooks)
 
 from . import visualise
 from .cluster import check_engine
@@ -128,17 +129,6 @@ _PAPER_ROW = {"prcc": ("query_diff", "standard"), "ltcc": ("query", "CC"),
               "demo": ("query", "CC")}
 
 
-def project_root(start: str | os.PathLike | None = None) -> Path:
-    """The ReFace checkout containing ``start`` (default: the working directory), or
-    ``start`` itself outside a checkout. Notebooks run from ``notebooks/`` in Jupyter and
-    from the repository root under papermill; results land in one place either way."""
-    here = Path(start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "reface_utils").is_dir() and (folder / "pyproject.toml").is_file():
-            return folder
-    return here
-
-
 @dataclass
 class Settings:
     """Every parameter of a run (the notebooks' parameters cell, checked)."""
@@ -199,9 +189,9 @@ class Settings:
 
     @property
     def results_dir(self) -> Path:
-        """``<results_root or <checkout>/results>/<dataset>`` (not created: writers create it)."""
-        base = Path(self.results_root) if self.results_root else project_root() / "results"
-        return base / self.dataset
+        """``<results_root or <checkout>/results>/<dataset>`` (``paths.results_dir``; not created:
+        writers create it)."""
+        return results_dir(self.dataset, self.results_root)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -15,16 +15,12 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..core.images import read_rgb
+from ..method.retrieval import top_k  # re-exported: visualise.top_k is public
 
 __all__ = ["visible_boxes", "show_retrieval", "show_enriched_examples", "plot_cmc", "plot_alpha_sweep",
            "plot_threshold_sweep", "RetrievalBrowser", "top_k", "pick_queries", "appended_samples", "show_ranks"]
 
 CORRECT, WRONG, FACE, ENRICHED = "#1a9850", "#d73027", "#fee08b", "#4575b4"
-
-
-def top_k(distances: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the k smallest distances, ties broken by gallery index (as in metrics)."""
-    return np.argsort(np.asarray(distances), axis=-1, kind="stable")[..., :k]
 
 
 def visible_boxes(has_face: np.ndarray, bbox: np.ndarray) -> np.ndarray:

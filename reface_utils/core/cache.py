@@ -40,9 +40,16 @@ from .progress import progress_bar
 __all__ = ["cached_features", "cache_entry_dir", "chunk_file", "fingerprint", "DEFAULT", "CacheChunkWarning",
            "UNREADABLE"]
 
-#: Sentinel: use ``paths.features_cache_dir()`` (resolved at call time, so REFACE_HOME
-#: set after import is honoured).
-DEFAULT: Any = "default"
+class _DefaultCacheDir:
+    """The type of :data:`DEFAULT` (a sentinel no path or string can be mistaken for)."""
+
+    def __repr__(self) -> str:
+        return "<REFACE_HOME/features>"
+
+
+#: ``cache_dir``'s default: ``paths.features_cache_dir()``, resolved at call time (so
+#: REFACE_HOME set after import is honoured). A folder really called "default" is a folder.
+DEFAULT: Any = _DefaultCacheDir()
 
 ComputeFn = Callable[[Sequence[ImageLike], Any], Mapping[str, np.ndarray]]
 

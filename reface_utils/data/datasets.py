@@ -370,15 +370,8 @@ def _files(folder: Path, suffixes: Iterable[str], name: str = "dataset", role: s
     skipped entry is noted in ``report``.
     """
     suffixes = tuple(x.lower() for x in suffixes)
-    out = []
-    for entry, path, kind in _entries(folder, name):
-        if kind == "file" and entry.lower().endswith(suffixes):
-            out.append(path)
-        elif kind == "file":
-            _note(report, path, role, f"not a {'/'.join(suffixes)} file")
-        else:
-            _note(report, path, role, _WHY[kind])
-    return out
+    return _pick(folder, name, role, report, lambda entry, kind: kind == "file" and entry.lower().endswith(suffixes),
+                 f"not a {'/'.join(suffixes)} file")
 
 
 def _files_below(folder: Path, suffixes: Iterable[str], name: str, role: str, report: Report | None) -> list[str]:
@@ -391,14 +384,19 @@ def _files_below(folder: Path, suffixes: Iterable[str], name: str, role: str, re
 
 def _subdirs(folder: Path, name: str = "dataset", role: str = "", report: Report | None = None,
              what: str = "sub-folders") -> list[str]:
+    return _pick(folder, name, role, report, lambda entry, kind: kind == "dir", f"a file where {what} belong")
+
+
+def _pick(folder: Path, name: str, role: str, report: Report | None, keep: Callable[[str, str], bool],
+          why_not_file: str) -> list[str]:
+    """Paths of the entries of ``folder`` that ``keep(entry, kind)`` accepts; every other
+    entry is noted in ``report`` (a file with ``why_not_file``, anything else with why)."""
     out = []
-    for _, path, kind in _entries(folder, name):
-        if kind == "dir":
+    for entry, path, kind in _entries(folder, name):
+        if keep(entry, kind):
             out.append(path)
-        elif kind == "file":
-            _note(report, path, role, f"a file where {what} belong")
         else:
-            _note(report, path, role, _WHY[kind])
+            _note(report, path, role, why_not_file if kind == "file" else _WHY[kind])
     return out
 
 

@@ -41,8 +41,6 @@ from __future__ import annotations
 import hashlib
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -61,7 +59,7 @@ __all__ = [
     "Identity", "Outfit", "OUTFIT_STYLES", "FACE_SOURCES",
     "load_identities", "make_outfit", "person_layer", "camera_background",
     "render_person", "demo_plan", "render_plan", "build_folder", "make_demo_dataset", "read_manifest",
-    "generator_version",
+    "generator_version", "blend_sprite",
 ]
 
 def generator_version(source: str | os.PathLike, *depends_on: str) -> str:
@@ -468,18 +466,33 @@ def camera_background(camera: int, size: tuple[int, int], rng: np.random.Generat
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _composite(background: np.ndarray, sprite: np.ndarray, x: int, y: int) -> np.ndarray:
-    """Alpha-blend an RGBA sprite onto ``background`` with its top-left at (x, y)."""
-    out = background.astype(np.float32)
-    H, W = out.shape[:2]
+def blend_sprite(image: np.ndarray, sprite: np.ndarray, x: int, y: int, *,
+                 rim_shade: float = 0.0) -> tuple[int, int, int, int] | None:
+    """Alpha-blend an RGBA sprite onto the RGB uint8 ``image`` in place, its top-left at
+    (x, y), clipped to the image. ``rim_shade`` > 0 darkens a soft rim around the
+    silhouette by up to that fraction first (stage lighting: real people stand out from the
+    background by their outline, which is what a HOG detector keys on). Returns the
+    visible region ``(x0, y0, x1, y1)``, None when the sprite lies outside the image."""
+    H, W = image.shape[:2]
     h, w = sprite.shape[:2]
     x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
     if x1 <= x0 or y1 <= y0:
-        return background.copy()
-    part = sprite[y0 - y:y1 - y, x0 - x:x1 - x].astype(np.float32)
-    a = part[:, :, 3:4] / 255.0
-    out[y0:y1, x0:x1] = out[y0:y1, x0:x1] * (1 - a) + part[:, :, :3] * a
-    return out.astype(np.uint8)
+        return None
+    part = sprite[y0 - y:y1 - y, x0 - x:x1 - x]
+    a = part[:, :, 3:4].astype(np.float32) / 255.0
+    region = image[y0:y1, x0:x1].astype(np.float32)
+    if rim_shade:
+        rim = cv2.GaussianBlur(cv2.dilate(part[:, :, 3], np.ones((5, 5), np.uint8)), (0, 0), 1.5)
+        region = region * (1 - rim_shade * rim[:, :, None].astype(np.float32) / 255.0)
+    image[y0:y1, x0:x1] = (region * (1 - a) + part[:, :, :3].astype(np.float32) * a).astype(np.uint8)
+    return x0, y0, x1, y1
+
+
+def _composite(background: np.ndarray, sprite: np.ndarray, x: int, y: int) -> np.ndarray:
+    """A copy of ``background`` with the RGBA sprite blended in at (x, y)."""
+    out = background.copy()
+    blend_sprite(out, sprite, x, y)
+    return out
 
 
 def render_person(identity: Identity, outfit: Outfit, rng: np.random.Generator,
@@ -651,24 +664,6 @@ def build_folder(folder: Path, write: Callable[[Path], None], *, force: bool = F
     is renamed into place, so a crash never leaves a half-written dataset; a complete
     folder (every file of its manifest present) is reused unless ``force``."""
     return atomic_folder(folder, write, is_complete=_is_complete, force=force)
-    parent = folder.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=parent))
-    try:
-        write(tmp)
-        if folder.exists():
-            if not force and _is_complete(folder):  # another process finished first
-                return folder
-            shutil.rmtree(folder)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            if not _is_complete(folder):  # not a concurrent writer that won the race
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return folder
 
 
 def make_demo_dataset(root: str | os.PathLike | None = None, seed: int = 0,

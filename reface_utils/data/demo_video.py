@@ -22,7 +22,7 @@ temporary folder and renamed into place)::
         gallery/<name>/<k>.png        4 crops per gallery person (scene-1 outfit)
         ground_truth.csv              one row per visible person per frame (GT_COLUMNS)
 
-:func:`evaluate_tracks` matches predicted tracks to the ground-truth walks and says
+:func:`match_ground_truth` matches predicted tracks to the ground-truth walks and says
 which tracks were named correctly.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ from ..core.paths import demo_root
 from ..core.video_io import write_video
 
 __all__ = ["DEMO_VIDEO_VERSION", "FRAME_SIZE", "FPS", "GALLERY_PEOPLE", "STRANGER", "GT_COLUMNS",
-           "Walk", "DemoVideo", "demo_video_plan", "make_demo_video", "evaluate_tracks"]
+           "Walk", "DemoVideo", "demo_video_plan", "make_demo_video", "match_ground_truth"]
 
 #: Bump when the drawing or the plan changes: the cache folder name includes it.
 # named after this generator and the demo people it draws (demo.DEMO_VERSION): an edited
@@ -144,21 +144,12 @@ def _outfits(seed: int) -> dict[tuple[str, int], demo.Outfit]:
 
 
 def _paste(frame: np.ndarray, sprite: np.ndarray, x: int, y: int) -> tuple[int, int, int, int] | None:
-    """Alpha-blend an RGBA sprite at (x, y) in place; the visible box of its opaque pixels."""
-    H, W = frame.shape[:2]
-    h, w = sprite.shape[:2]
-    x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
-    if x1 <= x0 or y1 <= y0:
+    """Blend an RGBA sprite at (x, y) in place, with a dark rim; the box of its opaque pixels."""
+    region = demo.blend_sprite(frame, sprite, x, y, rim_shade=0.45)
+    if region is None:
         return None
-    part = sprite[y0 - y:y1 - y, x0 - x:x1 - x]
-    a = part[:, :, 3:4].astype(np.float32) / 255.0
-    # a soft dark rim around the silhouette (stage lighting): real people stand out from
-    # the background by their outline, which is what a HOG detector keys on
-    rim = cv2.GaussianBlur(cv2.dilate(part[:, :, 3], np.ones((5, 5), np.uint8)), (0, 0), 1.5)
-    shade = 1 - 0.45 * rim[:, :, None].astype(np.float32) / 255.0
-    region = frame[y0:y1, x0:x1] * shade
-    frame[y0:y1, x0:x1] = (region * (1 - a) + part[:, :, :3] * a).astype(np.uint8)
-    ys, xs = np.nonzero(part[:, :, 3] > 127)
+    x0, y0, x1, y1 = region
+    ys, xs = np.nonzero(sprite[y0 - y:y1 - y, x0 - x:x1 - x, 3] > 127)
     if len(xs) == 0:
         return None
     return x0 + int(xs.min()), y0 + int(ys.min()), x0 + int(xs.max()) + 1, y0 + int(ys.max()) + 1
@@ -244,7 +235,7 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area(a) + area(b) - inter, 1e-9)
 
 
-def evaluate_tracks(tracks: pd.DataFrame, detections: pd.DataFrame, ground_truth: pd.DataFrame, *,
+def match_ground_truth(tracks: pd.DataFrame, detections: pd.DataFrame, ground_truth: pd.DataFrame, *,
                     min_iou: float = 0.3) -> pd.DataFrame:
     """Which ground-truth walk each predicted track follows, and whether it was named right.
 

@@ -44,7 +44,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .features import FaceFeatures
+from .features import FaceFeatures, unit_rows
 
 __all__ = ["Enrichment", "Matches", "enrich_gallery", "enrichment_sweep", "best_matches"]
 
@@ -101,12 +101,6 @@ def _joint_codes(query_values: np.ndarray, gallery_values: np.ndarray) -> tuple[
     return q, g
 
 
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, np.float32(1e-12))
-
-
 @dataclass
 class _Problem:
     """Thresholded, normalised inputs shared by the matching passes."""
@@ -147,7 +141,7 @@ def _problem(query_faces: FaceFeatures, gallery_faces: FaceFeatures, query_meta:
     g_pids = _column(gallery_meta, "pid", "gallery", "the predicted identities")
     codes, values = pd.factorize(pd.Series(g_pids[rows]), sort=True)
     return _Problem(query=query_faces, gallery_rows=rows,
-                    query_emb=_unit_rows(query_faces.embedding), gallery_emb=_unit_rows(gallery_faces.embedding[rows]),
+                    query_emb=unit_rows(query_faces.embedding), gallery_emb=unit_rows(gallery_faces.embedding[rows]),
                     query_cam=q_cam, gallery_cam=g_cam[rows], query_clothes=q_clo, gallery_clothes=g_clo,
                     gallery_pid_code=codes.astype(np.int64), pid_values=np.asarray(values), gallery_pids=g_pids)
 

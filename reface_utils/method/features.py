@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.files import atomic_savez
 
-__all__ = ["FaceFeatures", "unreadable_mask"]
+__all__ = ["FaceFeatures", "unreadable_mask", "unit_rows"]
 
 
 # --------------------------------------------------------------------------- features
@@ -118,3 +118,10 @@ _FIELDS = ("has_face", "det_score", "bbox", "kps", "embedding")
 def unreadable_mask(features: np.ndarray) -> np.ndarray:
     """Rows of a ReID ``extract`` result that belong to unreadable images (all zeros)."""
     return ~np.any(features != 0, axis=1)
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm, float32; all-zero rows stay zero (no division by 0)."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norm, np.float32(1e-12))

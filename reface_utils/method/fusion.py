@@ -42,6 +42,8 @@ __all__ = [
     "apply_enrichment",
     "fuse",
     "zero_faceless_rows",
+    "face_distance_into",
+    "self_pairs",
 ]
 
 NO_FACE_QUERY_DISTANCE = 2.0  # 1 - (-1): the reference's initial similarity for a query without face
@@ -163,7 +165,7 @@ def face_distance(
         pairs = same_camera_pairs(q_camids, g_camids)
     if out is None:
         out = np.empty((len(q_emb), len(gallery)), dtype=np.float32)
-    return _face_distance_into(out, q_emb, q_has_face, gallery, pairs)
+    return face_distance_into(out, q_emb, q_has_face, gallery, pairs)
 
 
 class FaceGallery:
@@ -188,7 +190,7 @@ class FaceGallery:
         return len(self.embedding)
 
 
-def _face_distance_into(
+def face_distance_into(
     out: np.ndarray,
     q_emb: np.ndarray,
     q_has_face: np.ndarray,
@@ -327,14 +329,14 @@ def apply_enrichment(
     if exclude_self:
         if query_indices is None or enriched_query_indices is None:
             raise ValueError("exclude_self needs query_indices and enriched_query_indices")
-        rows, samples = _self_pairs(np.asarray(query_indices).ravel(), np.asarray(enriched_query_indices).ravel())
+        rows, samples = self_pairs(np.asarray(query_indices).ravel(), np.asarray(enriched_query_indices).ravel())
         ordered[rows, layout.position[samples]] = np.inf
     lowest = layout.lowest(ordered)
     out[:, layout.cols] = np.minimum(out[:, layout.cols], lowest)
     return out
 
 
-def _self_pairs(row_query: np.ndarray, sample_query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def self_pairs(row_query: np.ndarray, sample_query: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row, sample) pairs where a row's query made that sample (vectorised join)."""
     if len(row_query) == 0 or len(sample_query) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)

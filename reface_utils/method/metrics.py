@@ -55,7 +55,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["MODES", "BlockMetrics", "EvalResult", "MetricAccumulator", "evaluate"]
+__all__ = ["MODES", "BlockMetrics", "EvalResult", "MetricAccumulator", "evaluate", "thread_pool"]
 
 MODES: tuple[str, ...] = ("standard", "CC", "SC")
 # GEFF marks enriched samples with this camera id; in CC mode a query whose good
@@ -353,7 +353,7 @@ class MetricAccumulator:
         if self.threads == 1 or len(busy) < 2 * self.threads:
             _count_rows(dist, busy, bounds, c_col, c_val, out)
         else:  # numpy releases the GIL in these passes; rows interleaved for balance
-            pool = _thread_pool(self.threads)
+            pool = thread_pool(self.threads)
             jobs = [pool.submit(_count_rows, dist, busy[i::self.threads], bounds, c_col, c_val, out)
                     for i in range(self.threads)]
             for job in jobs:
@@ -421,7 +421,8 @@ class MetricAccumulator:
 
 
 @lru_cache(maxsize=None)
-def _thread_pool(threads: int) -> ThreadPoolExecutor:
+def thread_pool(threads: int) -> ThreadPoolExecutor:
+    """One shared pool per thread count (metrics and retrieval blocks run on it)."""
     return ThreadPoolExecutor(threads, thread_name_prefix="reface-metrics")
 
 

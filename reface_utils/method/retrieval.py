@@ -51,12 +51,12 @@ from .fusion import (
     CameraIndex,
     EnrichmentLayout,
     FaceGallery,
-    _face_distance_into,
-    _self_pairs,
+    face_distance_into,
+    self_pairs,
     fuse,
     reid_distance,
 )
-from .metrics import ENRICHED_CAMID, BlockMetrics, EvalResult, MetricAccumulator, _thread_pool
+from .metrics import ENRICHED_CAMID, BlockMetrics, EvalResult, MetricAccumulator, thread_pool
 
 __all__ = [
     "BlockScores",
@@ -112,15 +112,22 @@ class FeatureSet:
         self.camids = _labels("camids", self.camids, n)
         if self.clothes_ids is not None:
             self.clothes_ids = _labels("clothes_ids", self.clothes_ids, n)
-        if self.face is not None:
-            self.face = _float32_rows("face embeddings", self.face, n)
-            if self.has_face is None:
-                self.has_face = self.face.any(axis=1)
-        if self.has_face is not None:
-            self.has_face = _labels("has_face", self.has_face, n).astype(bool)
+        self.face, self.has_face = _face_rows("", self.face, self.has_face, n)
 
     def __len__(self) -> int:
         return len(self.reid)
+
+
+def _face_rows(what: str, face, has_face, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Checked face embeddings (float32, n rows) and has_face (bool; from the non-zero rows
+    when not given); either may be None."""
+    if face is not None:
+        face = _float32_rows(f"{what}face embeddings", face, n)
+        if has_face is None:
+            has_face = face.any(axis=1)
+    if has_face is not None:
+        has_face = _labels(f"{what}has_face", has_face, n).astype(bool)
+    return face, has_face
 
 
 def _labels(name: str, values, n: int) -> np.ndarray:
@@ -155,12 +162,7 @@ class EnrichedGallery:
         self.reid = _float32_rows("enriched reid features", self.reid, n)
         self.pids = _labels("enriched pids", self.pids, n)
         self.source_query = _labels("source_query", self.source_query, n).astype(np.int64)
-        if self.face is not None:
-            self.face = _float32_rows("enriched face embeddings", self.face, n)
-            if self.has_face is None:
-                self.has_face = self.face.any(axis=1)
-        if self.has_face is not None:
-            self.has_face = _labels("enriched has_face", self.has_face, n).astype(bool)
+        self.face, self.has_face = _face_rows("enriched ", self.face, self.has_face, n)
 
     def __len__(self) -> int:
         return len(self.gallery_index)
@@ -403,7 +405,7 @@ def plan_retrieval(
         plan.cameras = CameraIndex(gallery.camids) if exclude_same_camera else None
     if need_enriched:
         plan.e_layout = EnrichmentLayout.of(enriched.gallery_index)
-        self_q, plan.self_e = _self_pairs(np.arange(len(query)), enriched.source_query)
+        self_q, plan.self_e = self_pairs(np.arange(len(query)), enriched.source_query)
         plan.self_start = np.searchsorted(self_q, np.arange(len(query) + 1))
     return plan
 
@@ -472,9 +474,9 @@ def score_block(
         with clock("face"):
             cameras = (plan.cameras, block.camids) if plan.cameras is not None else None
             sims_buf = None if plan.g_face.dense else workspace.get("face sims", nb, len(plan.g_face.cols))
-            _face_distance_into(face[:, :n_gallery], block.face, block.has_face, plan.g_face, cameras, sims_buf)
+            face_distance_into(face[:, :n_gallery], block.face, block.has_face, plan.g_face, cameras, sims_buf)
             if plan.append:  # appended samples: camera -1 is nobody's camera, no exclusion
-                _face_distance_into(face[:, n_gallery:], block.face, block.has_face, plan.e_face, None)
+                face_distance_into(face[:, n_gallery:], block.face, block.has_face, plan.e_face, None)
     block_self = None
     if plan.need_enriched:  # (block row, sample) pairs of each query's own enriched copies
         counts = plan.self_start[rows + 1] - plan.self_start[rows]
@@ -643,7 +645,7 @@ def _fuse_rows(reid: np.ndarray, face: np.ndarray, alpha: float, out: np.ndarray
     if threads < 2 or n < 2 * threads or out.size < (1 << 20):
         return fuse(reid, face, alpha, out=out)
     bounds = np.linspace(0, n, threads + 1).astype(int)
-    pool = _thread_pool(threads)
+    pool = thread_pool(threads)
     jobs = [pool.submit(fuse, reid[a:b], face[a:b], alpha, out=out[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
     for job in jobs:
         job.result()
@@ -695,8 +697,10 @@ def _check_configs(configs, query, gallery, enriched, modes) -> None:
 
 def top_k(dist: np.ndarray, k: int) -> np.ndarray:
     """Per row, the columns of the k smallest distances, ties broken by column (as the
-    metrics do), without sorting whole rows. (rows, k) int64."""
+    metrics do), without sorting whole rows. (rows, k) int64; a single row (1-D) gives (k,)."""
     dist = np.asarray(dist)
+    if dist.ndim == 1:
+        return top_k(dist[None], k)[0]
     n_rows, width = dist.shape
     k = min(k, width)
     if k <= 0:

@@ -70,7 +70,7 @@ def _device_gallery(plan) -> _DeviceGallery:
 
 def _face_distance(q_face: torch.Tensor, has_face: torch.Tensor, faces: _DeviceFaces,
                    q_cam: torch.Tensor | None, g_cam: torch.Tensor | None) -> torch.Tensor:
-    """fusion._face_distance_into on the device (same conventions, same float32 ops)."""
+    """fusion.face_distance_into on the device (same conventions, same float32 ops)."""
     out = torch.full((len(q_face), faces.width), NO_FACE_QUERY_DISTANCE, dtype=torch.float32, device=q_face.device)
     faced = torch.nonzero(has_face).squeeze(1)
     if len(faced) == 0:

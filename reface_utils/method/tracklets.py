@@ -26,8 +26,8 @@ Conventions and where they differ from the reference:
 Enrichment for video (GEFF ``gallery_builder_CCVID``/``_42Street``): query frames given a
 label by the face match are appended to the gallery as frames of that identity, with a
 camera and clothes of their own (never excluded). CCVID first smooths the labels per
-tracklet by majority vote (``majority_vote``), so every frame of a voted tracklet is
-added. ``exclude_self=True`` keeps a tracklet from matching its own appended frames.
+tracklet by majority vote (``enrich.enrich_gallery(..., vote_by_track=True)``, the tie rule
+of docs/METHOD.md section 3), so every frame of a voted tracklet is added. ``exclude_self=True`` keeps a tracklet from matching its own appended frames.
 
 Evaluation (GEFF ``evaluate.py``): CCVID, accuracy over tracklets; 42Street, tracklets
 with fewer than 10 frames are skipped and the "unknown" identity (12) is not scored;
@@ -49,9 +49,6 @@ __all__ = [
     "track_identity_scores",
     "fuse_track_scores",
     "evaluate_tracks",
-    "majority_vote",
-    "frame_labels_from_table",
-    "enriched_frames",
     "STREET42_MIN_FRAMES",
     "STREET42_UNKNOWN_PID",
 ]
@@ -308,57 +305,3 @@ def evaluate_tracks(scores: TrackScores, *, min_frames: int = 0, unknown_pid=Non
         num_too_short=int(short.sum()),
         per_track=per_track,
     )
-
-
-def frame_labels_from_table(table: pd.DataFrame, num_frames: int, *, undetected=-1) -> np.ndarray:
-    """Per query frame, the identity the enrichment gave it (``enrich_gallery``'s table:
-    ``query_index``, ``pid``), ``undetected`` for frames it left out."""
-    labels = np.full(num_frames, undetected, dtype=np.result_type(table["pid"].to_numpy(), np.asarray(undetected)))
-    labels[table["query_index"].to_numpy(dtype=np.int64)] = table["pid"].to_numpy()
-    return labels
-
-
-def majority_vote(track_ids: np.ndarray, frame_labels: np.ndarray, *, undetected=-1) -> pd.DataFrame:
-    """One label per tracklet: the most frequent frame label, frames labelled
-    ``undetected`` not voting (GEFF ``predict_labels_with_majority_vote``).
-
-    Ties go to the label voted first in frame order (the reference's dict insertion
-    order; it lists a CCVID tracklet's frames in reverse-sorted file order). A tracklet
-    without votes gets ``undetected``. Returns columns ``track``, ``label``, ``votes``.
-    """
-    track_ids, frame_labels = np.asarray(track_ids).ravel(), np.asarray(frame_labels).ravel()
-    if len(track_ids) != len(frame_labels):
-        raise ValueError("track_ids and frame_labels must have one entry per frame")
-    tracks, track_code = np.unique(track_ids, return_inverse=True)
-    voting = np.flatnonzero(frame_labels != undetected)
-    labels = np.full(len(tracks), undetected, dtype=np.result_type(frame_labels, np.asarray(undetected)))
-    votes = np.zeros(len(tracks), np.int64)
-    if len(voting):
-        pair_labels, label_code = np.unique(frame_labels[voting], return_inverse=True)
-        pair = track_code[voting] * len(pair_labels) + label_code
-        uniq_pair, first_pos, counts = np.unique(pair, return_index=True, return_counts=True)
-        p_track, p_label = uniq_pair // len(pair_labels), uniq_pair % len(pair_labels)
-        # per tracklet: most votes first, then earliest first vote
-        order = np.lexsort((first_pos, -counts, p_track))
-        take = order[np.concatenate(([True], p_track[order][1:] != p_track[order][:-1]))]
-        labels[p_track[take]] = pair_labels[p_label[take]]
-        votes[p_track[take]] = counts[take]
-    return pd.DataFrame({"track": tracks, "label": labels, "votes": votes})
-
-
-def enriched_frames(
-    track_ids: np.ndarray, frame_labels: np.ndarray, *, undetected=-1, vote: bool = True
-) -> EnrichedFrames:
-    """The query frames to append to the gallery and their identities.
-
-    vote=True (CCVID): every frame of a tracklet gets the tracklet's majority label, and
-    all frames of tracklets with a label are appended. vote=False (42Street): frames are
-    appended with their own label.
-    """
-    track_ids, frame_labels = np.asarray(track_ids).ravel(), np.asarray(frame_labels).ravel()
-    if vote:
-        per_track = majority_vote(track_ids, frame_labels, undetected=undetected)
-        _, code = np.unique(track_ids, return_inverse=True)
-        frame_labels = per_track["label"].to_numpy()[code]
-    keep = np.flatnonzero(frame_labels != undetected)
-    return EnrichedFrames(keep, frame_labels[keep], track_ids[keep])

@@ -43,7 +43,7 @@ from ..core import cache
 from ..core.files import sha256_file
 from ..core.images import ImageLike, UnreadableImageError, describe, read_rgb, warn_unreadable
 from ..core.runtime import library_versions, onnx_providers
-from ..method.features import FaceFeatures
+from ..method.features import FaceFeatures, unit_rows
 
 __all__ = ["FaceFeatures", "FaceModel", "SFaceModel", "InsightFaceModel", "load_face_model",
            "FACE_MODELS", "auto_providers", "register_face_model", "available_face_models", "FaceFactory"]
@@ -72,12 +72,6 @@ def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
 def file_sha256(path: str | os.PathLike) -> str:
     st = os.stat(path)
     return _sha256_cached(os.path.realpath(path), st.st_size, st.st_mtime_ns)
-
-
-def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, np.float32(1e-12))
 
 
 def _align(bgr: np.ndarray, kps: np.ndarray, size: int) -> np.ndarray:
@@ -168,7 +162,7 @@ class FaceModel(ABC):
         if len(crops) == 0:
             return np.zeros((0, self.embedding_dim), np.float32)
         out = [self._embed(crops[s:s + batch_size]) for s in range(0, len(crops), max(1, batch_size))]
-        return _unit_rows(np.concatenate(out))
+        return unit_rows(np.concatenate(out))
 
     def _best_face(self, bgr: np.ndarray) -> tuple[float, np.ndarray, np.ndarray] | None:
         scores, boxes, kps = self._detect(bgr)

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from reface_utils.apps import custom, tracking
+from reface_utils.models import detectors
 from reface_utils.data import demo_video
 from reface_utils.apps.custom import (TRACK_COLUMNS, UNKNOWN, GalleryError, identify_people, identify_tracks,
                                  load_gallery, select_crops)
@@ -224,7 +225,7 @@ def test_onnx_yolo_adapter_decodes_v8_and_v5_layouts(tmp_path):
 
 
 def test_missing_hog_says_what_to_install(monkeypatch):
-    monkeypatch.setattr(tracking, "_hog_class", lambda: None)
+    monkeypatch.setattr(detectors, "_hog_class", lambda: None)
     with pytest.raises(RuntimeError, match=r"opencv-python<5"):
         HOGPersonDetector()
 

@@ -45,7 +45,7 @@ notebooks: $(STAMP)
 	for nb in $(NOTEBOOKS); do \
 		$(VENV)/bin/papermill notebooks/$$nb.ipynb notebooks/$$nb.ipynb --cwd . --no-progress-bar || exit 1; \
 	done
-	$(VENV)/bin/nbstripout --extra-keys "$(STRIP_KEYS)" $(NOTEBOOKS:%=notebooks/%.ipynb)
+	$(VENV)/bin/nbstripout --keep-count --extra-keys "$(STRIP_KEYS)" $(NOTEBOOKS:%=notebooks/%.ipynb)
 	$(VENV)/bin/jupytext --sync $(NOTEBOOKS:%=notebooks/%.ipynb)
 
 clean-results:

@@ -62,7 +62,8 @@ def test_committed_notebook_carries_only_the_checked_text_outputs(name):
         for out in outputs:
             assert out["output_type"] == "stream" or set(out.get("data", {})) <= {"text/plain"}, \
                 f"{name}: only text outputs are committed"
-    run = subprocess.run([sys.executable, "-m", "nbstripout", "--verify", "--extra-keys", STRIP_KEYS,
+    # Execution counts stay: nbval reads a checked cell without one as "never run".
+    run = subprocess.run([sys.executable, "-m", "nbstripout", "--verify", "--keep-count", "--extra-keys", STRIP_KEYS,
                           str(REPO / "notebooks" / f"{name}.ipynb")], capture_output=True, text=True)
     assert run.returncode == 0, f"{name}.ipynb is not stripped: `make notebooks` (see docs/NOTEBOOKS.md)"
 

@@ -37,16 +37,24 @@ sys.path[:0] = [str(HERE.parent), str(HERE)]
 from bench_retrieval import MODES, SCALES, Scale, synthetic  # noqa: E402
 
 from reface_utils.apps import cluster  # noqa: E402
-from reface_utils.method.retrieval import EnrichedGallery, FeatureSet, default_configs, run_retrieval  # noqa: E402
+from reface_utils.method.retrieval import (  # noqa: E402
+    EnrichedGallery,
+    QueryBlock,
+    default_configs,
+    plan_retrieval,
+    query_blocks,
+    run_retrieval,
+    score_block,
+)
 
 LAST = SCALES["last"]
 BENCH_SCALES = {
     "last": LAST,
     # the real LaST gallery (per-block cost and object-store size as at full scale), fewer queries
     "last-q8": Scale("LaST gallery, 1/8 of the queries", LAST.n_query // 8, LAST.n_gallery, LAST.n_pids,
-                     None, LAST.outfits, clothes_labels=False),
+                     None, LAST.outfits),
     "last-q4g4": Scale("LaST / 4 x LaST / 4", LAST.n_query // 4, LAST.n_gallery // 4, LAST.n_pids // 4,
-                       None, LAST.outfits, clothes_labels=False),
+                       None, LAST.outfits),
 }
 
 
@@ -72,16 +80,16 @@ def run(key: str, workers: int) -> dict:
     configs = default_configs(0.75, enrichment="min", exclude_self=False)  # ReID, face, fused, fused+enriched
     common = dict(modes=MODES, enriched=enriched)
     local, local_s = timed(run_retrieval, query, gallery, configs, progress=False, **common)
-    order, block = cluster._query_plan(query, gallery, configs, enriched, None)
-    rows = order[:block]
-    one = FeatureSet(query.reid[rows], query.pids[rows], query.camids[rows], query.clothes_ids[rows],
-                     query.face[rows], query.has_face[rows])
-    _, block_s = timed(run_retrieval, one, gallery, configs, progress=False,
-                       **{**common, "enriched": cluster._enriched_for_subset(enriched, rows, len(query))})
-    single = FeatureSet(*(x[rows[:1]] for x in (query.reid, query.pids, query.camids, query.clothes_ids,
-                                                  query.face, query.has_face)))
-    _, setup_s = timed(run_retrieval, single, gallery, configs, progress=False,  # ~ the per-task set-up
-                       **{**common, "enriched": cluster._enriched_for_subset(enriched, rows[:1], len(query))})
+    # One block of the stage alone, and one query alone (~ the per-task set-up), through the
+    # same public block contract the Ray tasks use.
+    plan = plan_retrieval(query, gallery, configs, **common)
+    first = next(query_blocks(plan, query))
+    block = len(first)
+    _, block_s = timed(score_block, plan, first)
+    one = QueryBlock(first.rows[:1], first.reid[:1], first.camids[:1],
+                     None if first.face is None else first.face[:1],
+                     None if first.has_face is None else first.has_face[:1])
+    _, setup_s = timed(score_block, plan, one)
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     _, init_s = timed(ray.init, num_cpus=workers, include_dashboard=False, logging_level="ERROR",

@@ -1,6 +1,6 @@
 """Benchmark of the post-feature stage (retrieval.run_retrieval) on synthetic features.
 
-For each scale (METHOD.md section 8 sizes), in a fresh subprocess so that peak memory is
+For each scale (docs/METHOD.md section 6 sizes), in a fresh subprocess so that peak memory is
 per scale: build synthetic ReID (4096-d) and face (512-d) features with identities,
 cameras, outfits and enriched samples; then, for ``--repeats`` rounds, time in turns
 (the order alternates from round to round, so that other processes on a shared machine

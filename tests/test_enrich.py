@@ -203,7 +203,7 @@ def _random_problem(seed: int, nq: int = 150, ng: int = 220, d: int = 16):
 
 
 def _brute_force(qf, gf, qm, gm, det_threshold, sim_threshold, cc, rank_diff):
-    """One query at a time, straight from METHOD.md section 3 (test reference only)."""
+    """One query at a time, straight from docs/METHOD.md section 3 (test reference only)."""
     out = []
     q_ok = qf.has_face & (qf.det_score >= det_threshold)
     g_ok = gf.has_face & (gf.det_score >= det_threshold)

@@ -63,9 +63,9 @@ reid_model = "mobilenetv2-imagenet"  # "cal" (paper, with reid_checkpoint), "onn
 reid_checkpoint = None       # e.g. "cal_ltcc" or a path, for reid_model="cal"
 alpha = 0.75                 # fused score = alpha * ReID + (1 - alpha) * face
 unknown_threshold = 0.75     # a track whose match_score is below this is "unknown" (model-dependent)
-face_det_threshold = 0.6     # faces detected with a lower score are ignored
+det_threshold = 0.6          # faces detected with a lower score are ignored
 enrich = True                # gallery enrichment from the video's own tracks
-enrich_threshold = 0.5       # face cosine similarity for a crop to vote in enrichment
+sim_threshold = 0.5          # face cosine similarity for a crop to vote in enrichment
 leave_own_track_out = False  # True: a track is never matched against its own enriched crops
 detector = "hog"             # "hog" (OpenCV, offline) or the path of a YOLO ONNX file (v5/v8/11, COCO)
 tracker = "bytetrack"        # "bytetrack", "ocsort", "sort", "botsort" (Roboflow trackers)
@@ -134,7 +134,7 @@ person_detector = None if detector == "hog" else OnnxYoloPersonDetector(detector
 result = identify_people(
     gallery_root, videos, name=name, out_dir=out_dir, face_model=face_model, reid_model=reid_model,
     reid_checkpoint=reid_checkpoint, device=device, alpha=alpha, unknown_threshold=unknown_threshold,
-    face_det_threshold=face_det_threshold, enrich=enrich, enrich_threshold=enrich_threshold,
+    det_threshold=det_threshold, enrich=enrich, sim_threshold=sim_threshold,
     leave_own_track_out=leave_own_track_out, detector=person_detector, tracker=tracker,
     min_track_frames=min_track_frames, max_crops_per_track=max_crops_per_track, fps=fps)
 print({k: v for k, v in result.summary.items() if k != "seconds"})

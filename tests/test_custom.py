@@ -388,3 +388,26 @@ def test_demo_outputs_csv_crops_and_annotated_video(demo, run):
     ann = next(f for i, f in iter_frames(video) if i == row.frame)
     y1, x1 = int(row.y1), int(row.x1)
     assert np.abs(ann[y1:y1 + 3, x1:int(row.x2)].astype(int) - src[y1:y1 + 3, x1:int(row.x2)]).mean() > 20
+
+
+def test_video_settings_speak_the_pipelines_language_and_check_every_value():
+    from reface_utils.apps.custom import VideoSettings, video_settings
+
+    s = video_settings(det_threshold=0.7, sim_threshold=0.4, alpha=0.8)
+    assert (s.det_threshold, s.sim_threshold, s.alpha) == (0.7, 0.4, 0.8)
+    with pytest.warns(DeprecationWarning, match="face_det_threshold=...\\) is now det_threshold"):
+        assert video_settings(face_det_threshold=0.65).det_threshold == 0.65
+    with pytest.warns(DeprecationWarning, match="enrich_threshold"):
+        assert video_settings(VideoSettings(alpha=0.5), enrich_threshold=0.3).sim_threshold == 0.3
+    with pytest.raises(TypeError, match="'aplha' \\(did you mean 'alpha'\\?\\)"):
+        video_settings(aplha=0.5)
+    for bad, message in ((dict(alpha=1.5), "alpha must lie in"), (dict(det_threshold="x"), "det_threshold must be"),
+                         (dict(min_track_frames=0), "min_track_frames must be a whole number >= 1"),
+                         (dict(engine="spark"), "engine must be one of"), (dict(enrich="yes"), "enrich must be True")):
+        with pytest.raises(ValueError, match=message):
+            video_settings(**bad)
+
+
+def test_bad_settings_stop_identify_people_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="det_threshold must lie in"):
+        identify_people(tmp_path / "no-gallery", tmp_path / "no-video.mp4", det_threshold=2.0)

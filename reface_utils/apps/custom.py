@@ -56,11 +56,12 @@ enriched tracks), ``crops/<video>/<track id>/<frame>.jpg`` and
 """
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -69,6 +70,7 @@ import numpy as np
 import pandas as pd
 
 from .cluster import check_engine
+from ..core.checks import integer, number
 from ..core.files import atomic_write_text
 from ..core.images import UnreadableImageError, read_rgb
 from ..core.paths import results_dir
@@ -76,7 +78,8 @@ from .tracking import (FRAME_SUFFIXES, PersonDetector, VideoError, iter_frames, 
                        track_video, video_name, write_video)
 
 __all__ = ["UNKNOWN", "IMAGE_SUFFIXES", "TRACK_COLUMNS", "GalleryError", "VideoIdentification",
-           "load_gallery", "select_crops", "identify_tracks", "annotate_video", "identify_people"]
+           "load_gallery", "select_crops", "identify_tracks", "annotate_video", "identify_people", "VideoSettings",
+           "video_settings"]
 
 #: The identity given to tracks that no gallery identity matches well enough.
 UNKNOWN = "unknown"
@@ -376,80 +379,131 @@ def _reid_model(model: Any, checkpoint: Any, device: str) -> Any:
     return model
 
 
+@dataclass
+class VideoSettings:
+    """Every parameter of :func:`identify_people`, checked, in the pipeline's vocabulary
+    (:class:`reface_utils.apps.pipeline.Settings`: ``det_threshold``, ``sim_threshold``,
+    ``alpha``, ``engine``...). ``face_model``/``reid_model``: a backend name or a loaded model.
+    """
+
+    face_model: Any = "sface"
+    reid_model: Any = "mobilenetv2-imagenet"
+    reid_checkpoint: str | os.PathLike | None = None
+    device: str = "auto"
+    alpha: float = 0.75                # ReID weight in the fused score (paper: 0.75)
+    det_threshold: float = 0.6         # faces detected with a lower score are ignored
+    sim_threshold: float = 0.5         # face similarity for a crop to vote in enrichment
+    unknown_threshold: float = 0.75    # match_score below it: "unknown" (module docstring, step 5)
+    enrich: bool = True                # gallery enrichment from the video's own tracks
+    leave_own_track_out: bool = False  # score a track without its own enriched crops
+    tracker: str | Callable[[float], Any] = "bytetrack"
+    tracker_options: Mapping[str, Any] | None = None
+    min_track_frames: int = 10         # shorter tracks are dropped
+    max_crops_per_track: int | None = 32  # crops scored per track, evenly spaced (None: all)
+    crop_every: int = 1                # save every n-th crop
+    fps: float | None = None           # frame rate of frames folders (None: 25)
+    engine: str = "local"              # "ray": each video tracked by its own Ray task
+    ray_address: str | None = None
+
+    def __post_init__(self) -> None:
+        self.alpha = number("alpha", self.alpha, 0.0, 1.0)
+        self.det_threshold = number("det_threshold", self.det_threshold, 0.0, 1.0)
+        self.sim_threshold = number("sim_threshold", self.sim_threshold, -1.0, 1.0)
+        self.unknown_threshold = number("unknown_threshold", self.unknown_threshold, -2.0, 2.0)
+        self.min_track_frames = integer("min_track_frames", self.min_track_frames, 1)
+        self.max_crops_per_track = integer("max_crops_per_track", self.max_crops_per_track, 1, optional=True)
+        self.crop_every = integer("crop_every", self.crop_every, 1)
+        self.fps = number("fps", self.fps, 1e-3, 1e4, optional=True)
+        self.engine = check_engine(self.engine)
+        for name in ("enrich", "leave_own_track_out"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"parameter {name} must be True or False, got {getattr(self, name)!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: (v if v is None or isinstance(v, (bool, int, float, str)) else repr(v))
+                for f in fields(self) for v in [getattr(self, f.name)]}
+
+
+#: Earlier names of identify_people's parameters (still accepted, with a DeprecationWarning).
+_RENAMED = {"face_det_threshold": "det_threshold", "enrich_threshold": "sim_threshold"}
+
+
+def video_settings(settings: VideoSettings | None = None, **parameters: Any) -> VideoSettings:
+    """``settings`` (default: the defaults) with ``parameters`` replaced; unknown names are an
+    error with the closest known one, the earlier names a DeprecationWarning."""
+    for old, new in _RENAMED.items():
+        if old in parameters:
+            warnings.warn(f"identify_people({old}=...) is now {new}=... (the pipeline's name)",
+                          DeprecationWarning, stacklevel=3)
+            parameters[new] = parameters.pop(old)
+    known = [f.name for f in fields(VideoSettings)]
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, known, 1)) else repr(u)
+                 for u in unknown]
+        raise TypeError(f"unknown parameter(s) {', '.join(hints)}; known: {', '.join(known)}")
+    return replace(settings or VideoSettings(), **parameters)
+
+
 def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike | Sequence[str | os.PathLike], *,
                     name: str = "custom", out_dir: str | os.PathLike | None = None,
-                    face_model: Any = "sface", reid_model: Any = "mobilenetv2-imagenet",
-                    reid_checkpoint: str | os.PathLike | None = None, device: str = "auto",
-                    alpha: float = 0.75, unknown_threshold: float = 0.75, face_det_threshold: float = 0.6,
-                    enrich: bool = True, enrich_threshold: float = 0.5, leave_own_track_out: bool = False,
-                    detector: PersonDetector | None = None, tracker: str | Callable[[float], Any] = "bytetrack",
-                    tracker_options: Mapping[str, Any] | None = None, min_track_frames: int = 10,
-                    max_crops_per_track: int | None = 32, crop_every: int = 1, fps: float | None = None,
-                    annotate: bool = True, progress: bool = True, engine: str = "local",
-                    ray_address: str | None = None) -> VideoIdentification:
+                    settings: VideoSettings | None = None, detector: PersonDetector | None = None,
+                    annotate: bool = True, progress: bool = True, **parameters: Any) -> VideoIdentification:
     """Who is who in ``videos``, given a labelled ``gallery_root`` (see the module docstring).
 
-    ``face_model`` / ``reid_model``: a backend name (``"sface"``/``"insightface"``;
-    ``"mobilenetv2-imagenet"``/``"cal"`` with ``reid_checkpoint``...) or a loaded model.
-    ``alpha``: ReID weight in the fused score (paper: 0.75). ``unknown_threshold``: a
-    ``match_score`` below it gives ``"unknown"`` (module docstring, step 5).
-    ``face_det_threshold``: faces detected with a lower score are ignored.
-    ``enrich_threshold``: face cosine similarity for a crop to vote in gallery
-    enrichment (``enrich=False`` turns enrichment off); ``leave_own_track_out``: score
-    a track without its own enriched crops.
-    ``detector``: a :class:`~reface_utils.apps.tracking.PersonDetector` (default HOG);
+    ``settings`` (:class:`VideoSettings`) and/or its fields as keyword arguments
+    (``alpha=0.8, det_threshold=0.7, ...``), all checked before any work.
+    ``detector``: a :class:`~reface_utils.models.detectors.PersonDetector` (default HOG);
     ``tracker``/``tracker_options``: see :func:`~reface_utils.apps.tracking.make_tracker`.
-    ``min_track_frames``: shorter tracks are dropped; ``max_crops_per_track``: crops
-    scored per track (evenly spaced; None = all); ``crop_every``: save every n-th crop.
-    ``fps``: frame rate of frames folders. Everything goes to ``out_dir`` (default
-    ``results/<name>``). ``engine="ray"``: each video is detected, tracked and cropped by
-    its own Ray task (cluster at ``ray_address``; ``out_dir`` on a file system the workers
-    share), the rest runs here.
+    Everything goes to ``out_dir`` (default ``results/<name>``). ``engine="ray"``: each
+    video is detected, tracked and cropped by its own Ray task (cluster at ``ray_address``;
+    ``out_dir`` on a file system the workers share), the rest runs here.
     """
+    s = video_settings(settings, **parameters)
     started = time.perf_counter()
     gallery = load_gallery(gallery_root)
     sources = _as_list(videos)
-    for s in sources:
-        probe_video(s, fps=fps)  # fail early, before any slow work, on a bad video
+    for source in sources:
+        probe_video(source, fps=s.fps)  # fail early, before any slow work, on a bad video
     out = Path(out_dir) if out_dir is not None else results_dir(name)
     out.mkdir(parents=True, exist_ok=True)
     names = _unique_names(sources)
 
-    jobs = [dict(source=source, detector=detector, tracker=tracker, tracker_options=dict(tracker_options or {}),
-                 crops_dir=out / "crops" / vname, crop_every=crop_every, name=vname, fps=fps, progress=progress)
+    jobs = [dict(source=source, detector=detector, tracker=s.tracker, tracker_options=dict(s.tracker_options or {}),
+                 crops_dir=out / "crops" / vname, crop_every=s.crop_every, name=vname, fps=s.fps, progress=progress)
             for source, vname in zip(sources, names)]
-    if check_engine(engine) == "ray":
+    if s.engine == "ray":
         from .cluster import track_videos_ray
-        tables = track_videos_ray(jobs, address=ray_address, progress=progress)
+        tables = track_videos_ray(jobs, address=s.ray_address, progress=progress)
     else:
         tables = [track_video(**job) for job in jobs]
     detections = pd.concat(tables, ignore_index=True)
-    crops = select_crops(detections, min_track_frames=min_track_frames, max_crops_per_track=max_crops_per_track)
+    crops = select_crops(detections, min_track_frames=s.min_track_frames, max_crops_per_track=s.max_crops_per_track)
     if crops.empty:
         found = detections.groupby(["video", "track_id"]).ngroups
-        raise ValueError(f"no person track of at least {min_track_frames} frames in {', '.join(map(str, sources))} "
+        raise ValueError(f"no person track of at least {s.min_track_frames} frames in {', '.join(map(str, sources))} "
                          f"({found} shorter track(s) found): lower min_track_frames, or use a stronger "
                          "detector (see reface_utils.apps.tracking)")
     t_tracked = time.perf_counter()
 
-    fm = _face_model(face_model)
-    rm = _reid_model(reid_model, reid_checkpoint, device)
+    fm = _face_model(s.face_model)
+    rm = _reid_model(s.reid_model, s.reid_checkpoint, s.device)
     crop_paths = crops["crop"].tolist()
     # Decode in this process (num_workers=0): the tracking above ran OpenCV's thread pool,
     # and a forked DataLoader worker that touches OpenCV's threading (reid's worker_init
     # calls cv2.setNumThreads) can deadlock. Decoding is a small part of the ReID time.
     # Crops are new files each run: caching their features would only fill the cache.
     crop_reid = rm.extract(crop_paths, cache_dir=None, num_workers=0, progress=progress)
-    crop_faces = fm.extract(crop_paths, cache_dir=None, progress=progress).thresholded(face_det_threshold)
+    crop_faces = fm.extract(crop_paths, cache_dir=None, progress=progress).thresholded(s.det_threshold)
     gallery_reid = rm.extract(gallery["path"].tolist(), num_workers=0, progress=progress)
-    gallery_faces = fm.extract(gallery["path"].tolist(), progress=progress).thresholded(face_det_threshold)
+    gallery_faces = fm.extract(gallery["path"].tolist(), progress=progress).thresholded(s.det_threshold)
     t_features = time.perf_counter()
 
     per_track, scores, enrichment = identify_tracks(
         crops.reset_index(drop=True), gallery, crop_reid=crop_reid, crop_faces=crop_faces,
-        gallery_reid=gallery_reid, gallery_faces=gallery_faces, alpha=alpha,
-        unknown_threshold=unknown_threshold, enrich=enrich, enrich_threshold=enrich_threshold,
-        leave_own_track_out=leave_own_track_out)
+        gallery_reid=gallery_reid, gallery_faces=gallery_faces, alpha=s.alpha,
+        unknown_threshold=s.unknown_threshold, enrich=s.enrich, enrich_threshold=s.sim_threshold,
+        leave_own_track_out=s.leave_own_track_out)
 
     det = detections.assign(track_key=detections["video"].astype(str) + "/" + detections["track_id"].astype(str))
     det = det[det["track_key"].isin(per_track.index)]
@@ -484,7 +538,7 @@ def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike |
     if annotate:
         for source, vname in zip(sources, names):
             annotated[vname] = annotate_video(source, det[det["video"] == vname], out / "annotated" / f"{vname}.mp4",
-                                              fps=fps, progress=progress)
+                                              fps=s.fps, progress=progress)
     finished = time.perf_counter()
     summary = {
         "videos": len(sources), "tracks": len(tracks),
@@ -492,8 +546,7 @@ def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike |
         "identified": int((tracks["identity"] != UNKNOWN).sum()), "unknown": int((tracks["identity"] == UNKNOWN).sum()),
         "enriched_tracks": int(tracks["enriched"].sum()), "gallery_images": len(gallery),
         "gallery_identities": int(gallery["pid"].nunique()), "scored_crops": len(crops),
-        "alpha": alpha, "unknown_threshold": unknown_threshold, "face_det_threshold": face_det_threshold,
-        "enrich": enrich, "enrich_threshold": enrich_threshold, "leave_own_track_out": leave_own_track_out,
+        "settings": s.to_dict(),
         "seconds": {"tracking": round(t_tracked - started, 2), "features": round(t_features - t_tracked, 2),
                     "total": round(finished - started, 2)},
     }

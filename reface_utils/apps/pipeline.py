@@ -11,8 +11,6 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-import math
-import numbers
 import os
 import re
 import warnings
@@ -25,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..core import checkpoints
+from ..core.checks import choice, integer, number, text
 from ..core.files import atomic_savez, atomic_write_text
 from ..core.paths import project_root, results_dir  # project_root: public here too (notebooks)
 
@@ -227,44 +226,6 @@ PARAMETERS: dict[str, str] = {
 _NOT_PARAMETERS = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 
 
-def _number(name: str, value: Any, low: float, high: float, *, optional: bool = False) -> float | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
-        raise ValueError(f"parameter {name} must be a number in [{low:g}, {high:g}], got {value!r} "
-                         f"({type(value).__name__})")
-    if not low <= float(value) <= high:
-        raise ValueError(f"parameter {name} must lie in [{low:g}, {high:g}], got {value!r}")
-    return float(value)
-
-
-def _integer(name: str, value: Any, low: int, *, optional: bool = False) -> int | None:
-    if value is None and optional:
-        return None
-    integral = isinstance(value, numbers.Integral) or (isinstance(value, numbers.Real) and float(value).is_integer())
-    if isinstance(value, bool) or not integral or value < low:
-        raise ValueError(f"parameter {name} must be a whole number >= {low}, got {value!r} ({type(value).__name__})")
-    return int(value)
-
-
-def _text(name: str, value: Any, *, optional: bool = False, path: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if path and isinstance(value, os.PathLike):
-        return os.fspath(value)
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"parameter {name} must be a {'path' if path else 'non-empty text'}, "
-                         f"got {value!r} ({type(value).__name__})")
-    return value.strip()
-
-
-def _choice(name: str, value: Any, choices: list[str]) -> str:
-    text = _text(name, value).lower()
-    if text not in choices:
-        raise ValueError(f"parameter {name} must be one of {choices}, got {value!r}")
-    return text
-
-
 def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     """Every notebook parameter checked (known name, type, range, spelling) before any work.
 
@@ -283,23 +244,23 @@ def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(parameters)
     checks = {
         "dataset": _dataset_name,
-        "data_root": lambda v: _text("data_root", v, optional=True, path=True),
+        "data_root": lambda v: text("data_root", v, optional=True, path=True),
         "reid_model": _reid_model_name,
-        "reid_checkpoint": lambda v: _text("reid_checkpoint", v, optional=True, path=True),
-        "face_model": lambda v: _choice("face_model", v, sorted(DEFAULT_THRESHOLDS)),
-        "alpha": lambda v: _number("alpha", v, 0.0, 1.0),
-        "det_threshold": lambda v: _number("det_threshold", v, 0.0, 1.0, optional=True),
-        "sim_threshold": lambda v: _number("sim_threshold", v, 0.0, 1.0, optional=True),
-        "enrich_det_threshold": lambda v: _number("enrich_det_threshold", v, 0.0, 1.0, optional=True),
-        "rank_diff": lambda v: _number("rank_diff", v, 0.0, 2.0),  # a difference of cosines
-        "enrichment": lambda v: _choice("enrichment", v, ["append", "min"]),
+        "reid_checkpoint": lambda v: text("reid_checkpoint", v, optional=True, path=True),
+        "face_model": lambda v: choice("face_model", v, sorted(DEFAULT_THRESHOLDS)),
+        "alpha": lambda v: number("alpha", v, 0.0, 1.0),
+        "det_threshold": lambda v: number("det_threshold", v, 0.0, 1.0, optional=True),
+        "sim_threshold": lambda v: number("sim_threshold", v, 0.0, 1.0, optional=True),
+        "enrich_det_threshold": lambda v: number("enrich_det_threshold", v, 0.0, 1.0, optional=True),
+        "rank_diff": lambda v: number("rank_diff", v, 0.0, 2.0),  # a difference of cosines
+        "enrichment": lambda v: choice("enrichment", v, ["append", "min"]),
         "device": _device,
-        "batch_size": lambda v: _integer("batch_size", v, 1),
-        "num_workers": lambda v: _integer("num_workers", v, 0, optional=True),
-        "results_root": lambda v: _text("results_root", v, optional=True, path=True),
-        "topk": lambda v: _integer("topk", v, 1),
-        "engine": lambda v: _choice("engine", v, ["local", "ray"]),
-        "ray_address": lambda v: _text("ray_address", v, optional=True),
+        "batch_size": lambda v: integer("batch_size", v, 1),
+        "num_workers": lambda v: integer("num_workers", v, 0, optional=True),
+        "results_root": lambda v: text("results_root", v, optional=True, path=True),
+        "topk": lambda v: integer("topk", v, 1),
+        "engine": lambda v: choice("engine", v, ["local", "ray"]),
+        "ray_address": lambda v: text("ray_address", v, optional=True),
     }
     for name, check in checks.items():
         if name in out:
@@ -311,26 +272,26 @@ def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _dataset_name(value: Any) -> str:
-    text = _text("dataset", value)
+    given = text("dataset", value)
     try:
-        return canonical_name(text)
+        return canonical_name(given)
     except ValueError as err:
         raise ValueError(f"parameter dataset: {err}") from None
 
 
 def _reid_model_name(value: Any) -> str | None:
-    text = _text("reid_model", value, optional=True)
-    if text is not None and text not in available_reid_models():
+    given = text("reid_model", value, optional=True)
+    if given is not None and given not in available_reid_models():
         raise ValueError(f"parameter reid_model must be one of {available_reid_models()} (or a model you "
                          f"registered with reface_utils.models.reid.register_reid_model), got {value!r}")
-    return text
+    return given
 
 
 def _device(value: Any) -> str:
-    text = _text("device", value).lower()
-    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+    given = text("device", value).lower()
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", given):
         raise ValueError(f"parameter device must be 'auto', 'cpu', 'cuda', 'cuda:<n>' or 'mps', got {value!r}")
-    return text
+    return given
 
 
 def settings_for(**parameters: Any) -> Settings:

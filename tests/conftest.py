@@ -14,6 +14,14 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("REFACE_HOME", str(REPO / ".cache" / "reface-test"))
 
 
+def tree_digest(root: Path) -> dict[str, str]:
+    """sha256 of every file below ``root``, by relative path."""
+    import hashlib
+
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
 class EvalRuns:
     """``papermill notebooks/eval.ipynb`` once per dataset per session, as README shows it.
 
@@ -26,6 +34,7 @@ class EvalRuns:
     def __init__(self, base: Path) -> None:
         self.base = base
         self.done: dict[str, Path] = {}
+        self.trees: dict[str, tuple[Path, dict[str, str]]] = {}  # dataset -> (tree, sha256 per file) before its run
 
     def command(self, dataset: str) -> list[str]:
         import sys
@@ -37,6 +46,7 @@ class EvalRuns:
                "-p", "results_root", str(self.base), "--cwd", str(REPO), "--no-progress-bar"]
         if dataset != "demo":
             root = make_layout_dataset(dataset, root=Path(os.environ["REFACE_HOME"]) / "datasets")
+            self.trees[dataset] = (root, tree_digest(root))
             cmd += ["-p", "data_root", str(root), "-p", "reid_model", "mobilenetv2-imagenet"]
         return cmd
 

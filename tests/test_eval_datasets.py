@@ -113,3 +113,14 @@ def test_demo_run_reproduces_the_committed_notebook_outputs(eval_runs):
         committed = _checked_outputs(nbformat.read(repo / f"{step}.ipynb", as_version=4))
         ran = _checked_outputs(nbformat.read(path, as_version=4))
         assert ran == committed, f"{step}.ipynb: outputs differ from the committed ones (run `make notebooks`)"
+
+
+@pytest.mark.parametrize("dataset", [d for d in DATASETS if d != "demo"])
+def test_every_notebook_leaves_the_dataset_tree_untouched(dataset, eval_runs):
+    """Data safety: the four notebooks ran on the tree; every file is byte for byte what it
+    was, and nothing was added inside it."""
+    from conftest import tree_digest
+
+    eval_runs(dataset)
+    root, before = eval_runs.trees[dataset]
+    assert tree_digest(root) == before

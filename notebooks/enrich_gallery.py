@@ -67,8 +67,6 @@ engine: str = "local"        # local (in-process) or ray (features and retrieval
 ray_address = None           # the Ray cluster to join; None: RAY_ADDRESS, else a Ray on this machine
 
 # %%
-import warnings
-
 import pandas as pd
 from IPython.display import display
 
@@ -91,9 +89,8 @@ print(f"this run: clothes filter {settings.clothes_changing}, vote per tracklet 
 
 # %%
 # ReID and face features of every image; cached on disk, so only the first notebook pays.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", category=UserWarning)  # e.g. "random CAL weights" is reported below
-    features = pipeline.compute_features(ds, settings, progress=False)
+# Warnings (unreadable images, skipped files, recomputed cache chunks) show below.
+features = pipeline.compute_features(ds, settings, progress=False)
 print(pipeline.describe_features(features, settings))
 
 # %% [markdown]

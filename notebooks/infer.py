@@ -71,8 +71,6 @@ engine: str = "local"        # local (in-process) or ray (features and retrieval
 ray_address = None           # the Ray cluster to join; None: RAY_ADDRESS, else a Ray on this machine
 
 # %%
-import warnings
-
 from IPython.display import display
 
 from reface_utils.apps import pipeline
@@ -85,9 +83,8 @@ print(ds)
 
 # %%
 # ReID and face features of every image; cached on disk, so only the first notebook pays.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", category=UserWarning)  # e.g. "random CAL weights" is reported below
-    features = pipeline.compute_features(ds, settings, progress=False)
+# Warnings (unreadable images, skipped files, recomputed cache chunks) show below.
+features = pipeline.compute_features(ds, settings, progress=False)
 print(pipeline.describe_features(features, settings))
 
 # %%

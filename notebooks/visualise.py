@@ -68,8 +68,6 @@ num_queries: int = 6          # queries shown in the retrieval figure (one per p
 k: int = 8                    # gallery images shown per query
 
 # %%
-import warnings
-
 import matplotlib.pyplot as plt
 from IPython.display import display
 
@@ -79,9 +77,8 @@ from reface_utils.data.datasets import load_dataset
 settings = pipeline.settings_from_namespace(globals(), own=("num_queries", "k"))
 out_dir = settings.results_dir
 ds = load_dataset(settings.dataset, settings.data_root)
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", category=UserWarning)
-    features = pipeline.compute_features(ds, settings, progress=False)
+# Warnings (unreadable images, skipped files, recomputed cache chunks) show below.
+features = pipeline.compute_features(ds, settings, progress=False)
 # What enrich_gallery.ipynb and infer.ipynb saved for this run (computed here if missing).
 enriched = pipeline.enrichment_for(ds, features, settings, out_dir)
 results = pipeline.results_for(ds, features, enriched, settings, out_dir)

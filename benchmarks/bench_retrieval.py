@@ -43,7 +43,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reface_utils.method.fusion import apply_enrichment, face_distance, fuse, reid_distance  # noqa: E402
+from reface_utils.method.fusion import (  # noqa: E402
+    apply_enrichment, enriched_distance, face_distance, fuse, reid_distance,
+)
 from reface_utils.method.metrics import evaluate  # noqa: E402
 from reface_utils.method.retrieval import (  # noqa: E402
     EnrichedGallery,
@@ -249,7 +251,8 @@ def per_query_loop(query: FeatureSet, gallery: FeatureSet, table: pd.DataFrame, 
 def full_matrix(query, gallery, enriched, alpha):
     """The same computation on whole matrices (fusion functions + metrics.evaluate)."""
     reid = reid_distance(query.reid, gallery.reid)
-    reid = apply_enrichment(reid, reid_distance(query.reid, enriched.reid), enriched.gallery_index)
+    reid = apply_enrichment(reid, enriched_distance(query.reid, enriched.reid, enriched.gallery_index),
+                            enriched.gallery_index)
     face = face_distance(query.face, gallery.face, query.has_face, gallery.has_face, query.camids, gallery.camids)
     dist = fuse(reid, face, alpha)
     return {m: evaluate(dist, query.pids, gallery.pids, query.camids, gallery.camids, query.clothes_ids,

@@ -10,10 +10,17 @@ from reface_utils.method import metrics
 from reface_utils.method.metrics import EvalResult, MetricAccumulator, evaluate
 
 
-@pytest.fixture(params=["passes", "sort"])
+@pytest.fixture(params=["packed", "packed-chunks", "passes", "sort"])
 def counting(request, monkeypatch):
-    """Force either way of counting the entries before a good match (both must be exact)."""
-    monkeypatch.setattr(metrics, "_SORT_NS_PER_ENTRY", 1e12 if request.param == "passes" else 0.0)
+    """Force each way of counting the entries before a good match (all must be exact):
+    packed keys for float32 rows (default; "packed-chunks": a few rows per chunk and most
+    rows handed on to the row-by-row counting), or row by row with passes or a sort."""
+    if request.param in ("passes", "sort"):
+        monkeypatch.setattr(metrics, "_KEY_COL_LIMIT", 0)  # no packed keys
+        monkeypatch.setattr(metrics, "_SORT_NS_PER_ENTRY", 1e12 if request.param == "passes" else 0.0)
+    elif request.param == "packed-chunks":
+        monkeypatch.setattr(metrics, "_PACKED_CHUNK_ENTRIES", 64)
+        monkeypatch.setattr(metrics, "_PACKED_DENSE", 0.2)
     return request.param
 
 
@@ -73,6 +80,8 @@ def random_case(rng, ties: bool):
         dist[rng.random(dist.shape) < 0.1] = np.inf
     else:
         dist = rng.standard_normal((n_q, n_g))
+        if rng.random() < 0.5:  # retrieval's dtype (packed keys), else float64
+            dist = dist.astype(np.float32)
     return dist, case
 
 

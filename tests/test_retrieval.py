@@ -6,7 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reface_utils.method.fusion import apply_enrichment, face_distance, fuse, reid_distance
+from reface_utils.method.fusion import (
+    PRODUCT_TILE,
+    EnrichmentLayout,
+    apply_enrichment,
+    enriched_distance,
+    face_distance,
+    fuse,
+    reid_distance,
+)
 from reface_utils.method.metrics import evaluate
 from reface_utils.method.retrieval import (
     EnrichedGallery,
@@ -67,7 +75,7 @@ def _full_distances(config, query, gallery, enriched):
     """The full-matrix computation with the same fusion functions."""
     reid = reid_distance(query.reid, gallery.reid)
     face = face_distance(query.face, gallery.face, query.has_face, gallery.has_face, query.camids, gallery.camids)
-    enriched_reid = reid_distance(query.reid, enriched.reid)
+    enriched_reid = enriched_distance(query.reid, enriched.reid, enriched.gallery_index)
     labels = (gallery.pids, gallery.camids, gallery.clothes_ids)
     if config.enrichment == "append":
         enriched_face = face_distance(query.face, enriched.face, query.has_face, enriched.has_face)
@@ -98,6 +106,69 @@ def test_blockwise_equals_full_matrix(data, block_size):
             np.testing.assert_array_equal(got.cmc, full.cmc)
             assert got.mAP == full.mAP and got.num_evaluated == full.num_evaluated
         np.testing.assert_array_equal(res.topk[config.name], np.argsort(dist, axis=1, kind="stable")[:, :5])
+
+
+@pytest.fixture(scope="module")
+def wide_data():
+    """Real feature widths (4096-d ReID, 512-d faces) and more queries than one product
+    tile: OpenBLAS rounds such products by the shape of the call, so this is where a
+    blocking that changed the calls would change bits (the 48-d set above cannot show it)."""
+    rng = np.random.default_rng(11)
+    n_q, n_g, n_pid = PRODUCT_TILE + 237, 700, 40
+    q_pid, g_pid = rng.integers(0, n_pid, n_q), rng.integers(0, n_pid, n_g)
+    q_cam, g_cam = rng.integers(0, 6, n_q), rng.integers(0, 6, n_g)
+    q_clo, g_clo = rng.integers(0, 3, n_q), rng.integers(0, 3, n_g)
+    latent = rng.standard_normal((64, 4096)).astype(np.float32)
+    ident, outfit = rng.standard_normal((n_pid, 64)), rng.standard_normal((n_pid, 3, 64))
+    q_reid = _normalise((ident[q_pid] + outfit[q_pid, q_clo] + 1.5 * rng.standard_normal((n_q, 64))) @ latent)
+    g_reid = _normalise((ident[g_pid] + outfit[g_pid, g_clo] + 1.5 * rng.standard_normal((n_g, 64))) @ latent)
+    faces = rng.standard_normal((n_pid, 512))
+    q_has, g_has = rng.random(n_q) < 0.45, rng.random(n_g) < 0.45
+    q_face = _normalise(faces[q_pid] + 1.5 * rng.standard_normal((n_q, 512))) * q_has[:, None]
+    g_face = _normalise(faces[g_pid] + 1.5 * rng.standard_normal((n_g, 512))) * g_has[:, None]
+    query = FeatureSet(q_reid, q_pid, q_cam, q_clo, q_face, q_has)
+    gallery = FeatureSet(g_reid, g_pid, g_cam, g_clo, g_face, g_has)
+    enriched_q = np.flatnonzero(q_has)[::2]
+    table = pd.DataFrame({"query_index": enriched_q, "gallery_index": rng.integers(0, n_g, len(enriched_q))})
+    return query, gallery, table
+
+
+def test_products_do_not_depend_on_the_blocking(wide_data):
+    """OpenBLAS rounds a 4096-d float32 product by the shape of its call; products formed
+    PRODUCT_TILE query rows at a time make any block that starts at a multiple of the tile
+    give the full-matrix call's bits (on the 2-core CI machine, one 749-row call and calls
+    of 512 + 237 rows differ in the last bit of some entries, so this fails without tiles)."""
+    query, gallery, table = wide_data
+    reid = reid_distance(query.reid, gallery.reid)
+    face = face_distance(query.face, gallery.face, query.has_face, gallery.has_face, query.camids, gallery.camids)
+    enriched = EnrichedGallery.from_table(table, query, gallery)
+    to_samples = enriched_distance(query.reid, enriched.reid, enriched.gallery_index)
+    for start, stop in [(0, PRODUCT_TILE), (PRODUCT_TILE, len(query)), (0, len(query))]:
+        rows = slice(start, stop)
+        np.testing.assert_array_equal(reid[rows], reid_distance(query.reid[rows], gallery.reid))
+        np.testing.assert_array_equal(face[rows], face_distance(query.face[rows], gallery.face, query.has_face[rows],
+                                                                gallery.has_face, query.camids[rows], gallery.camids))
+        np.testing.assert_array_equal(to_samples[rows],
+                                      enriched_distance(query.reid[rows], enriched.reid, enriched.gallery_index))
+
+
+@pytest.mark.parametrize("block_size", [None, PRODUCT_TILE])
+def test_blockwise_equals_full_matrix_bit_for_bit_at_real_widths(wide_data, block_size):
+    """Issue 15's acceptance: the block-wise stage gives the full-matrix computation's
+    numbers bit for bit on CPU numpy, with the default blocks and with one tile a block."""
+    query, gallery, table = wide_data
+    enriched = EnrichedGallery.from_table(table, query, gallery)
+    configs = default_configs(0.75)
+    res = run_retrieval(query, gallery, configs, modes=MODES, enriched=enriched, block_size=block_size,
+                        topk=10, progress=False, device="numpy")
+    for config in configs:
+        dist, (g_pids, g_cams, g_clothes) = _full_distances(config, query, gallery, enriched)
+        for mode in MODES:
+            full = evaluate(dist, query.pids, g_pids, query.camids, g_cams, query.clothes_ids, g_clothes, mode=mode)
+            got = res.results[(config.name, mode)]
+            np.testing.assert_array_equal(got.first_good_rank, full.first_good_rank)
+            assert got.mAP == full.mAP, (config.name, mode, got.mAP - full.mAP)
+        np.testing.assert_array_equal(res.topk[config.name], np.argsort(dist, axis=1, kind="stable")[:, :10])
 
 
 def test_matches_reference_style_pipeline(data):
@@ -168,10 +239,15 @@ def test_from_table_offsets_for_two_query_sets(data):
     query, gallery, table = data
     # evaluate the second half of the queries: samples made from the first half map to -1
     enriched = EnrichedGallery.from_table(table, query, gallery, query_offset=45, num_queries=45)
-    q_idx = table.query_index.to_numpy()
+    # samples come in retrieval's layout order (by gallery image); table_row maps them back
+    assert sorted(enriched.table_row) == list(range(len(table)))
+    rows = table.iloc[enriched.table_row]
+    q_idx = rows.query_index.to_numpy()
     np.testing.assert_array_equal(enriched.source_query, np.where(q_idx >= 45, q_idx - 45, -1))
     np.testing.assert_array_equal(enriched.reid, query.reid[q_idx])
-    np.testing.assert_array_equal(enriched.pids, table.pid.to_numpy())
+    np.testing.assert_array_equal(enriched.pids, rows.pid.to_numpy())
+    np.testing.assert_array_equal(enriched.gallery_index, rows.gallery_index.to_numpy())
+    np.testing.assert_array_equal(EnrichmentLayout.of(enriched.gallery_index).order, np.arange(len(table)))
 
 
 def test_clear_errors(data):

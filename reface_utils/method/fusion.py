@@ -29,10 +29,15 @@ Conventions, each as the reference (GEFF ``Scripts/inference.py`` and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from ..core.arrays import concat_ranges
+
 __all__ = [
+    "PRODUCT_TILE",
+    "row_tiles",
     "reid_distance",
     "face_distance",
     "same_camera_pairs",
@@ -40,6 +45,7 @@ __all__ = [
     "EnrichmentLayout",
     "FaceGallery",
     "apply_enrichment",
+    "enriched_distance",
     "fuse",
     "zero_faceless_rows",
     "face_distance_into",
@@ -58,12 +64,30 @@ def _features(name: str, x: np.ndarray) -> np.ndarray:
     return x
 
 
+# Products are formed PRODUCT_TILE query rows per BLAS call. OpenBLAS rounds a float32
+# product differently with the shape of the call (how it splits rows between threads and
+# kernels), so a query's distances depend on its call; fixed tiles of the query set make
+# every blocking whose blocks start at multiples of the tile give the same bits as one
+# call on all queries (retrieval's default blocks are multiples of it).
+PRODUCT_TILE = 512
+_CACHE_BYTES = 1 << 19  # rows per elementwise step: about 512 KiB per operand
+
+
+def row_tiles(n: int, tile: int = PRODUCT_TILE) -> list[tuple[int, int]]:
+    """(start, stop) of the PRODUCT_TILE-row tiles of n rows."""
+    return [(s, min(s + tile, n)) for s in range(0, n, tile)]
+
+
 def reid_distance(query: np.ndarray, gallery: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
-    """(Q, G) float32 distances -cos(q, g) between L2-normalised ReID features."""
+    """(Q, G) float32 distances -cos(q, g) between L2-normalised ReID features (products in
+    tiles of PRODUCT_TILE query rows)."""
     query, gallery = _features("query features", query), _features("gallery features", gallery)
     if query.shape[1] != gallery.shape[1]:
         raise ValueError(f"query features are {query.shape[1]}-d but gallery features {gallery.shape[1]}-d")
-    out = np.matmul(query, gallery.T, out=out)
+    if out is None:
+        out = np.empty((len(query), len(gallery)), np.float32)
+    for start, stop in row_tiles(len(query)):
+        np.matmul(query[start:stop], gallery.T, out=out[start:stop])
     np.negative(out, out=out)
     return out
 
@@ -99,10 +123,8 @@ class CameraIndex:
             return np.empty(0, np.int64), np.empty(0, np.int64)
         pos = np.clip(np.searchsorted(self.cameras, q_camids), 0, len(self.cameras) - 1)
         per_query = np.where(self.cameras[pos] == q_camids, self._count[pos], 0)
-        n = int(per_query.sum())
         rows = np.repeat(np.arange(len(q_camids), dtype=np.int64), per_query)
-        within = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(per_query) - per_query, per_query)
-        cols = self._order[np.repeat(self._start[pos], per_query) + within]
+        cols = self._order[concat_ranges(self._start[pos], per_query)]
         return rows, cols
 
 
@@ -176,18 +198,19 @@ class FaceGallery:
     DENSE_ABOVE = 0.75  # fraction of images with a face above which compaction does not pay
 
     def __init__(self, embedding: np.ndarray, has_face: np.ndarray) -> None:
-        self.embedding = zero_faceless_rows(embedding, has_face)
+        embedding = _features("gallery face embeddings", embedding)
         self.has_face = np.asarray(has_face, dtype=bool).ravel()
+        if len(self.has_face) != len(embedding):
+            raise ValueError(f"has_face has {len(self.has_face)} entries for {len(embedding)} face embeddings")
         self.dense = bool(self.has_face.mean() > self.DENSE_ABOVE) if len(self.has_face) else True
         self.cols = np.flatnonzero(self.has_face)
-        self.compact = self.embedding if self.dense else np.ascontiguousarray(self.embedding[self.cols])
-
-    @property
-    def dim(self) -> int:
-        return self.embedding.shape[1]
+        self._size, self.dim = embedding.shape
+        # dense: every row, the faceless ones zero; compact: only the rows with a face
+        self.compact = (zero_faceless_rows(embedding, self.has_face) if self.dense
+                        else np.ascontiguousarray(embedding[self.cols]))
 
     def __len__(self) -> int:
-        return len(self.embedding)
+        return self._size
 
 
 def face_distance_into(
@@ -196,39 +219,50 @@ def face_distance_into(
     q_has_face: np.ndarray,
     gallery: FaceGallery,
     same_camera: tuple[np.ndarray, np.ndarray] | tuple[CameraIndex, np.ndarray] | None,
-    sims_buf: np.ndarray | None = None,
+    scratch: Callable[[str, int, int], np.ndarray] | None = None,
 ) -> np.ndarray:
     """face_distance's work with the gallery prepared; shared by face_distance and
-    retrieval's blocks (so both give the same bits). same_camera: the (row, col) pairs
-    listed, or (CameraIndex of the gallery, the rows' camera ids). sims_buf: a reusable
-    float32 buffer of at least (rows, faces in the gallery) for the compact product.
-
-    Fastest when the rows with a face come first (retrieval orders its queries so)."""
-    faced = np.flatnonzero(q_has_face)
-    n_faced = len(faced)
-    prefix = n_faced == 0 or faced[-1] == n_faced - 1  # rows with a face are 0..n_faced-1
-    target = out[:n_faced] if prefix else np.empty((n_faced, out.shape[1]), np.float32)
-    queries = q_emb[:n_faced] if prefix else q_emb[faced]
-    if gallery.dense:
-        np.matmul(queries, gallery.compact.T, out=target)
-        np.subtract(np.float32(1.0), target, out=target)
-    elif n_faced:
-        sims = np.matmul(queries, gallery.compact.T, out=None if sims_buf is None else sims_buf[:n_faced])
-        np.subtract(np.float32(1.0), sims, out=sims)
-        target.fill(1.0)  # gallery without face: similarity 0
-        target[:, gallery.cols] = sims
-    if not prefix:
-        out[faced] = target
+    retrieval's blocks (so both give the same bits: products per PRODUCT_TILE query rows,
+    over the rows of the tile that have a face). same_camera: the (row, col) pairs
+    listed, or (CameraIndex of the gallery, the rows' camera ids). scratch(name, rows,
+    cols): reusable float32 buffers (retrieval's Workspace.get), else fresh arrays."""
+    scratch = scratch or (lambda name, rows, cols: np.empty((rows, cols), np.float32))
+    q_has_face = np.asarray(q_has_face, dtype=bool).ravel()
+    for start, stop in row_tiles(len(out)):
+        faced = start + np.flatnonzero(q_has_face[start:stop])
+        if len(faced) == 0:
+            continue
+        every = len(faced) == stop - start
+        if gallery.dense:
+            if every:
+                np.matmul(q_emb[start:stop], gallery.compact.T, out=out[start:stop])
+                np.subtract(np.float32(1.0), out[start:stop], out=out[start:stop])
+                continue
+            target = np.matmul(q_emb[faced], gallery.compact.T, out=scratch("face rows", len(faced), out.shape[1]))
+            np.subtract(np.float32(1.0), target, out=target)
+            out[faced] = target
+            continue
+        sims = np.matmul(q_emb[faced], gallery.compact.T, out=scratch("face sims", len(faced), len(gallery.cols)))
+        # Spread over the gallery's columns a few rows at a time, in cache.
+        step = max(1, _CACHE_BYTES // (4 * max(out.shape[1], 1)))
+        for a in range(0, len(faced), step):
+            b = min(a + step, len(faced))
+            chunk = sims[a:b]
+            np.subtract(np.float32(1.0), chunk, out=chunk)
+            target = scratch("face rows", step, out.shape[1])[:b - a]
+            target.fill(1.0)  # gallery without face: similarity 0
+            target[:, gallery.cols] = chunk
+            if every:
+                out[start + a:start + b] = target
+            else:
+                out[faced[a:b]] = target
     if isinstance(same_camera, tuple) and isinstance(same_camera[0], CameraIndex):
-        same_camera[0].fill(out, same_camera[1], faced, np.inf)
+        same_camera[0].fill(out, same_camera[1], np.flatnonzero(q_has_face), np.inf)
     elif same_camera is not None and len(same_camera[0]):
         rows, cols = same_camera
         keep = q_has_face[rows]
         out[rows[keep], cols[keep]] = np.inf
-    if prefix:
-        out[n_faced:] = NO_FACE_QUERY_DISTANCE
-    else:
-        out[~q_has_face] = NO_FACE_QUERY_DISTANCE
+    out[~q_has_face] = NO_FACE_QUERY_DISTANCE
     return out
 
 
@@ -283,6 +317,19 @@ class EnrichmentLayout:
             np.minimum(out[:, :n], samples[:, offset:offset + n], out=out[:, :n])
             offset += n
         return out
+
+
+def enriched_distance(query: np.ndarray, enriched: np.ndarray, enriched_to_gallery: np.ndarray) -> np.ndarray:
+    """(Q, E) ReID distances -cos from queries to enriched samples (sample order), formed
+    as retrieval's blocks form them: the product over the samples in EnrichmentLayout
+    order (so that the blocks read each group's samples as contiguous runs, no gather).
+    A BLAS rounds a column by its position in the call, so this, not
+    ``reid_distance(query, enriched)``, gives the block-wise stage's bits."""
+    layout = EnrichmentLayout.of(enriched_to_gallery)
+    enriched = _features("enriched features", enriched)
+    if len(layout.order) != len(enriched):
+        raise ValueError(f"enriched_to_gallery has {len(layout.order)} entries for {len(enriched)} enriched samples")
+    return reid_distance(query, enriched[layout.order])[:, layout.position]
 
 
 def apply_enrichment(
@@ -346,8 +393,7 @@ def self_pairs(row_query: np.ndarray, sample_query: np.ndarray) -> tuple[np.ndar
     hi = np.searchsorted(s_sorted, row_query, side="right")
     n = hi - lo
     rows = np.repeat(np.arange(len(row_query), dtype=np.int64), n)
-    within = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
-    return rows, s_order[np.repeat(lo, n) + within]
+    return rows, s_order[concat_ranges(lo, n)]
 
 
 def fuse(

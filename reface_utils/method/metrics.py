@@ -55,6 +55,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from ..core.arrays import concat_ranges
+
 __all__ = ["MODES", "BlockMetrics", "EvalResult", "MetricAccumulator", "evaluate", "thread_pool"]
 
 MODES: tuple[str, ...] = ("standard", "CC", "SC")
@@ -275,11 +277,9 @@ class MetricAccumulator:
         # Candidates: the gallery entries of each query's identity (+ excluded pairs).
         q_pid = self._q_pid[rows]
         counts = self._pid_count[q_pid]
-        n = int(counts.sum())
         cand_row = np.repeat(np.arange(b, dtype=np.int64), counts)
-        offsets = np.arange(n, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-        cand_col = self._g_by_pid[np.repeat(self._pid_start[q_pid], counts) + offsets]
-        excluded = np.zeros(n, dtype=bool)
+        cand_col = self._g_by_pid[concat_ranges(self._pid_start[q_pid], counts)]
+        excluded = np.zeros(len(cand_row), dtype=bool)
         if exclude is not None:
             cand_row, cand_col, excluded = _merge_excluded(cand_row, cand_col, excluded, exclude, b, self.num_gallery)
         same_pid = self._g_pid[cand_col] == q_pid[cand_row]
@@ -346,19 +346,35 @@ class MetricAccumulator:
         self, dist: np.ndarray, c_row: np.ndarray, c_col: np.ndarray, c_val: np.ndarray, b: int
     ) -> np.ndarray:
         """For each (row, col, value) candidate: #entries of the row before it in
-        (distance, gallery index) order. Candidates come sorted by (row, value, col)."""
+        (distance, gallery index) order. Candidates come sorted by (row, value, col).
+
+        float32 rows (retrieval's case): :func:`_count_packed`, chunks of rows at a time;
+        rows it hands back (most of the row would need sorting) and other dtypes:
+        :func:`_count_rows`, row by row."""
         out = np.empty(len(c_row), dtype=np.int64)
         bounds = np.searchsorted(c_row, np.arange(b + 1))
         busy = np.flatnonzero(bounds[1:] > bounds[:-1])
-        if self.threads == 1 or len(busy) < 2 * self.threads:
-            _count_rows(dist, busy, bounds, c_col, c_val, out)
-        else:  # numpy releases the GIL in these passes; rows interleaved for balance
-            pool = thread_pool(self.threads)
-            jobs = [pool.submit(_count_rows, dist, busy[i::self.threads], bounds, c_col, c_val, out)
-                    for i in range(self.threads)]
-            for job in jobs:
-                job.result()
+        width = dist.shape[1]
+        if dist.dtype == np.float32 and 0 < width < _KEY_COL_LIMIT and len(busy):
+            rows_per_chunk = int(np.clip(_PACKED_CHUNK_ENTRIES // width, 1, _KEY_ROW_LIMIT))
+            chunks = [busy[s:s + rows_per_chunk] for s in range(0, len(busy), rows_per_chunk)]
+            busy = np.concatenate(self._run_split(_count_packed, chunks, dist, bounds, c_col, c_val, out)
+                                  + [np.empty(0, np.int64)])
+        if len(busy):
+            chunks = [busy[i::self.threads] for i in range(self.threads)]  # interleaved for balance
+            self._run_split(_count_rows, chunks, dist, bounds, c_col, c_val, out)
         return out
+
+    def _run_split(self, work, chunks, *args) -> list:
+        """work(*args[:1], chunk, *args[1:]) for each chunk, on the metric threads (numpy
+        releases the GIL in its passes, sorts and searches); the results in chunk order."""
+        chunks = [c for c in chunks if len(c)]
+        dist, rest = args[0], args[1:]
+        if self.threads == 1 or len(chunks) < 2:
+            return [work(dist, chunk, *rest) for chunk in chunks]
+        pool = thread_pool(self.threads)
+        jobs = [pool.submit(work, dist, chunk, *rest) for chunk in chunks]
+        return [job.result() for job in jobs]
 
     def _block_mode(self, mode, b, cand_row, cand_col, good, junk, full_rank, row_start):
         """(AP, first good rank) of each block row in one mode; AP 0 and rank -1 where skipped."""
@@ -433,6 +449,78 @@ _PASS_NS_PER_ENTRY, _CALL_NS, _SORT_NS_PER_ENTRY = 0.1, 1000.0, 3.5
 _SORT_CHUNK_ENTRIES = 1 << 22  # rows sorted together: at most 16 MiB of float32 at a time
 
 
+# Packed keys (row, distance, gallery index) in one uint64: 12 + 32 + 20 bits.
+_KEY_ROW_LIMIT, _KEY_COL_LIMIT = 1 << 12, 1 << 20
+_PACKED_CHUNK_ENTRIES = 1 << 18  # rows compared per chunk: 1 MiB of float32 (cache-sized)
+_PACKED_DENSE = 0.5  # rows needing more than this fraction of their entries go row by row
+
+
+def _order_bits(values: np.ndarray) -> np.ndarray:
+    """float32 -> uint64 whose unsigned order is the float order (-0.0 ties with 0.0):
+    negative floats get all bits flipped, others the sign bit set."""
+    bits = (values + np.float32(0.0)).view(np.uint32)  # + 0.0: -0.0 becomes 0.0
+    flip = bits >> np.uint32(31)
+    flip *= np.uint32(0x7FFFFFFF)
+    flip |= np.uint32(0x80000000)
+    bits ^= flip
+    return bits.astype(np.uint64)
+
+
+def _packed_keys(row: np.ndarray, value: np.ndarray, col: np.ndarray) -> np.ndarray:
+    keys = _order_bits(value)
+    keys <<= np.uint64(20)
+    keys |= col.astype(np.uint64, copy=False)
+    keys |= row.astype(np.uint64) << np.uint64(52)
+    return keys
+
+
+def _values_at(block: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """block[row, col] through one flat take when rows are evenly strided (e.g. a view
+    of the first columns of a wider buffer), which numpy's 2-D fancy indexing is not."""
+    item = block.itemsize
+    if block.ndim != 2 or block.strides[1] != item or block.strides[0] % item or block.strides[0] < 0:
+        return block[row, col]
+    stride = block.strides[0] // item
+    span = (block.shape[0] - 1) * stride + block.shape[1] if block.size else 0
+    flat = np.lib.stride_tricks.as_strided(block, shape=(span,), strides=(item,), writeable=False)
+    return flat[row * stride + col]
+
+
+def _count_packed(dist, rows, bounds, c_col, c_val, out) -> np.ndarray:
+    """_count_before's work for a chunk of float32 rows, without sorting whole rows.
+
+    An entry can come before a candidate only if its distance is at most the row's largest
+    candidate distance: those entries (one comparison pass) are packed with their row and
+    gallery index into uint64 keys and sorted together, and each candidate's count is the
+    position of its own key among its row's keys (binary search) -- ties broken by
+    gallery index exactly. Rows where more than half the entries qualify (e.g. a
+    constant row) are returned for :func:`_count_rows`, whose full-row sort is cheaper."""
+    sizes = bounds[rows + 1] - bounds[rows]
+    highest = c_val[bounds[rows + 1] - 1]  # candidates sorted by value within a row
+    width = dist.shape[1]
+    contiguous = rows[-1] - rows[0] == len(rows) - 1
+    block = dist[rows[0]:rows[-1] + 1] if contiguous else dist[rows]  # a view when it can
+    flat = np.flatnonzero(block <= highest[:, None])  # (much faster than a 2-D nonzero)
+    local = flat // width
+    per_row = np.bincount(local, minlength=len(rows))
+    dense = per_row > _PACKED_DENSE * width
+    if dense.any():
+        keep = ~dense[local]
+        flat, local = flat[keep], local[keep]
+        per_row[dense] = 0
+    col = flat - local * width
+    keys = _packed_keys(local, _values_at(block, local, col), col)
+    keys.sort()
+    row_start = np.concatenate(([0], np.cumsum(per_row)[:-1]))
+    sparse = np.flatnonzero(~dense)
+    counts = sizes[sparse]
+    idx = concat_ranges(bounds[rows[sparse]], counts)
+    cand_local = np.repeat(sparse, counts)
+    position = np.searchsorted(keys, _packed_keys(cand_local, c_val[idx], c_col[idx]))
+    out[idx] = position - row_start[cand_local]
+    return rows[dense]
+
+
 def _count_rows(dist, rows, bounds, c_col, c_val, out) -> None:
     """_count_before's work for some rows (writes disjoint slices of ``out``).
 
@@ -447,12 +535,11 @@ def _count_rows(dist, rows, bounds, c_col, c_val, out) -> None:
     # distinct values per row: runs of equal values share their counts
     # (whole rows tie for no-face queries)
     sizes = bounds[rows + 1] - bounds[rows]
-    starts = np.repeat(bounds[rows], sizes)
-    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
-    idx = starts + within
+    idx = concat_ranges(bounds[rows], sizes)
     vals = c_val[idx]
     new_run = np.ones(len(idx), dtype=bool)
-    new_run[1:] = (vals[1:] != vals[:-1]) | (within[1:] != 0)
+    new_run[1:] = vals[1:] != vals[:-1]
+    new_run[np.cumsum(sizes) - sizes] = True  # each row starts a run
     n_runs = np.add.reduceat(new_run, np.cumsum(sizes) - sizes) if len(idx) else np.zeros(0, np.int64)
     pass_cost = n_runs * 2 * (_CALL_NS + width * _PASS_NS_PER_ENTRY)
     sort_cost = width * _SORT_NS_PER_ENTRY + 2 * _CALL_NS
@@ -505,13 +592,9 @@ def _ranking_order(row: np.ndarray, value: np.ndarray, col: np.ndarray) -> np.nd
     """Order of (row, value, col) triples, lexicographic. float32 values (the usual case)
     and small enough rows/cols pack into one unique uint64 key: one SIMD argsort instead
     of lexsort's three stable sorts."""
-    if value.dtype != np.float32 or len(row) == 0 or row.max() >= 1 << 12 or col.max() >= 1 << 20:
+    if value.dtype != np.float32 or len(row) == 0 or row.max() >= _KEY_ROW_LIMIT or col.max() >= _KEY_COL_LIMIT:
         return np.lexsort((col, value, row))
-    bits = (value + np.float32(0.0)).view(np.uint32)  # + 0.0: -0.0 becomes 0.0 (they tie)
-    # order-preserving map of IEEE bits to unsigned integers (negatives reversed)
-    bits = np.where(bits >> np.uint32(31), ~bits, bits | np.uint32(1 << 31)).astype(np.uint64)
-    key = (row.astype(np.uint64) << np.uint64(52)) | (bits << np.uint64(20)) | col.astype(np.uint64)
-    return np.argsort(key)
+    return np.argsort(_packed_keys(row, value, col))
 
 
 def _check_len(name: str, arr: np.ndarray, n: int) -> None:

@@ -47,7 +47,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..core.arrays import concat_ranges
 from .fusion import (
+    PRODUCT_TILE,
     CameraIndex,
     EnrichmentLayout,
     FaceGallery,
@@ -147,6 +149,9 @@ class EnrichedGallery:
     source_query: (E,) index of the sample's query among the evaluated queries, or -1 if
         it is not one of them (e.g. PRCC: samples made from the other query set).
     face, has_face: the samples' face embeddings (needed by "append" with alpha < 1).
+    table_row: (E,) the enrichment table row each sample came from (``from_table``, which
+        orders the samples as retrieval lays them out -- grouped by gallery image, see
+        fusion.EnrichmentLayout -- so that no per-call reordering copy is needed).
     """
 
     gallery_index: np.ndarray
@@ -155,6 +160,7 @@ class EnrichedGallery:
     source_query: np.ndarray
     face: np.ndarray | None = None
     has_face: np.ndarray | None = None
+    table_row: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.gallery_index = np.asarray(self.gallery_index, dtype=np.int64).ravel()
@@ -163,6 +169,8 @@ class EnrichedGallery:
         self.pids = _labels("enriched pids", self.pids, n)
         self.source_query = _labels("source_query", self.source_query, n).astype(np.int64)
         self.face, self.has_face = _face_rows("enriched ", self.face, self.has_face, n)
+        if self.table_row is not None:
+            self.table_row = _labels("table_row", self.table_row, n).astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.gallery_index)
@@ -195,12 +203,14 @@ class EnrichedGallery:
         if len(g_idx) and (g_idx.min() < 0 or g_idx.max() >= len(gallery)):
             raise ValueError(f"gallery_index must lie in 0..{len(gallery) - 1}")
         pids = table["pid"].to_numpy() if "pid" in table.columns else gallery.pids[g_idx]
+        order = EnrichmentLayout.of(g_idx).order  # retrieval's layout: the gathers below do it
+        q_idx, g_idx, pids = q_idx[order], g_idx[order], np.asarray(pids)[order]
         num_queries = len(source) - query_offset if num_queries is None else num_queries
         local = q_idx - query_offset
         source_query = np.where((local >= 0) & (local < num_queries), local, -1)
         face = source.face[q_idx] if source.face is not None else None
         has_face = source.has_face[q_idx] if source.has_face is not None else None
-        return cls(g_idx, source.reid[q_idx], pids, source_query, face, has_face)
+        return cls(g_idx, source.reid[q_idx], pids, source_query, face, has_face, table_row=order)
 
 
 @dataclass(frozen=True)
@@ -339,10 +349,11 @@ class RetrievalPlan:
     g_face: FaceGallery | None = None
     e_face: FaceGallery | None = None
     cameras: CameraIndex | None = None
-    # min-enrichment: samples laid out by gallery image (fusion.EnrichmentLayout). The
-    # product is formed in sample order and then laid out: a BLAS may round a column
-    # differently at another position, and the full-matrix path uses sample order.
+    # Enrichment: samples laid out by gallery image (fusion.EnrichmentLayout); their
+    # product is formed in that order (as fusion.enriched_distance does), so that each
+    # group's samples are contiguous runs of the block and no gather is needed.
     e_layout: EnrichmentLayout | None = None
+    e_reid: np.ndarray | None = None  # the samples' ReID features in layout order
     self_e: np.ndarray | None = None       # sample of each (query, own sample) pair, by query
     self_start: np.ndarray | None = None   # pairs of query q: self_start[q]:self_start[q + 1]
     backend_state: dict = field(default_factory=dict)  # e.g. torch tensors, built on first use
@@ -365,11 +376,13 @@ class RetrievalPlan:
         return self.n_gallery + (self.n_enriched if self.append else 0)
 
     def default_block_size(self) -> int:
-        """About 192 MiB per distance buffer, 16..1024 queries (GPU: 4x, up to 4096)."""
+        """About 192 MiB per distance buffer in whole product tiles (fusion.PRODUCT_TILE,
+        so that blocks give the bits of one full-matrix call), 512..1024 queries (GPU:
+        768 MiB, up to 4096)."""
         per_row = 4 * max(self.width, 1)
-        if self.device.startswith("cuda"):
-            return int(np.clip((768 << 20) // per_row, 16, 4096))
-        return int(np.clip((192 << 20) // per_row, 16, 1024))
+        budget, most = ((768 << 20), 4096) if self.device.startswith("cuda") else ((192 << 20), 1024)
+        tiles = max(1, budget // per_row // PRODUCT_TILE)
+        return int(min(tiles * PRODUCT_TILE, most))
 
 
 def plan_retrieval(
@@ -405,27 +418,29 @@ def plan_retrieval(
         plan.cameras = CameraIndex(gallery.camids) if exclude_same_camera else None
     if need_enriched:
         plan.e_layout = EnrichmentLayout.of(enriched.gallery_index)
+        order = plan.e_layout.order
+        laid_out = np.array_equal(order, np.arange(len(order)))  # from_table's already are
+        plan.e_reid = enriched.reid if laid_out else np.ascontiguousarray(enriched.reid[order])
         self_q, plan.self_e = self_pairs(np.arange(len(query)), enriched.source_query)
         plan.self_start = np.searchsorted(self_q, np.arange(len(query) + 1))
     return plan
 
 
 def query_blocks(plan: RetrievalPlan, query: FeatureSet, block_size: int | None = None) -> Iterator[QueryBlock]:
-    """The queries in blocks of ``block_size``, those with a face first (their blocks need
-    face products, the others a constant)."""
+    """The queries in consecutive blocks of ``block_size`` (views of the features, no
+    copies). Block sizes that are multiples of fusion.PRODUCT_TILE (the default's are)
+    give exactly the distances of one full-matrix call; others may differ in the last bit
+    of a product (see fusion.PRODUCT_TILE)."""
     if len(query) != plan.n_query:
         raise ValueError(f"the plan was made for {plan.n_query} queries, got {len(query)}")
     block_size = block_size or plan.default_block_size()
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
-    order = np.arange(len(query))
-    if plan.need_face:
-        order = np.concatenate([np.flatnonzero(query.has_face), np.flatnonzero(~query.has_face)])
-    for start in range(0, len(order), block_size):
-        rows = order[start:start + block_size]
+    for start in range(0, len(query), block_size):
+        part = slice(start, min(start + block_size, len(query)))
         yield QueryBlock(
-            rows, query.reid[rows], query.camids[rows],
-            query.face[rows] if plan.need_face else None, query.has_face[rows] if plan.need_face else None,
+            np.arange(part.start, part.stop), query.reid[part], query.camids[part],
+            query.face[part] if plan.need_face else None, query.has_face[part] if plan.need_face else None,
         )
 
 
@@ -437,9 +452,12 @@ class Workspace:
         self._buffers: dict[str, np.ndarray] = {}
 
     def get(self, name: str, rows: int, cols: int) -> np.ndarray:
-        buf = self._buffers.get(name)
-        if buf is None or buf.shape[0] < rows or buf.shape[1] != cols:
-            buf = self._buffers[name] = np.empty((rows, cols), np.float32)
+        """A C-contiguous float32 (rows, cols) buffer, the same memory on every call with
+        this name and width (grown when more rows are asked for)."""
+        key = (name, cols)
+        buf = self._buffers.get(key)
+        if buf is None or buf.shape[0] < rows:
+            buf = self._buffers[key] = np.empty((rows, cols), np.float32)
         return buf[:rows]
 
 
@@ -467,37 +485,32 @@ def score_block(
         reid_distance(block.reid, plan.gallery.reid, out=reid[:, :n_gallery])
     if plan.need_enriched:
         with clock("reid enriched product"):
-            reid_distance(block.reid, plan.enriched.reid, out=reid[:, n_gallery:])
+            reid_distance(block.reid, plan.e_reid, out=reid[:, n_gallery:])  # layout order
     face = None
     if plan.need_face:
         face = workspace.get("face", nb, plan.face_width)
         with clock("face"):
             cameras = (plan.cameras, block.camids) if plan.cameras is not None else None
-            sims_buf = None if plan.g_face.dense else workspace.get("face sims", nb, len(plan.g_face.cols))
-            face_distance_into(face[:, :n_gallery], block.face, block.has_face, plan.g_face, cameras, sims_buf)
+            face_distance_into(face[:, :n_gallery], block.face, block.has_face, plan.g_face, cameras, workspace.get)
             if plan.append:  # appended samples: camera -1 is nobody's camera, no exclusion
-                face_distance_into(face[:, n_gallery:], block.face, block.has_face, plan.e_face, None)
+                face_distance_into(face[:, n_gallery:], block.face, block.has_face, plan.e_face, None, workspace.get)
     block_self = None
     if plan.need_enriched:  # (block row, sample) pairs of each query's own enriched copies
         counts = plan.self_start[rows + 1] - plan.self_start[rows]
-        block_self = (np.repeat(np.arange(nb), counts), plan.self_e[_ranges(plan.self_start[rows], counts)])
+        block_self = (np.repeat(np.arange(nb), counts), plan.self_e[concat_ranges(plan.self_start[rows], counts)])
     with clock("fusion and enrichment"):
-        lowest = _lowest_per_variant(plan, reid, block_self, workspace)
-    mixed = any(c.enrichment is not None or 0.0 < c.alpha < 1.0 for c in plan.configs)
-    work = workspace.get("work", nb, max(plan.width, plan.face_width)) if mixed else None
+        appended = None
+        if plan.append:  # the samples as gallery columns G + e: sample order
+            appended = np.take(reid, n_gallery + plan.e_layout.position, axis=1,
+                               out=workspace.get("appended", nb, plan.n_enriched))
+        lowest = _lowest_per_variant(plan, reid[:, n_gallery:], block_self)  # (may write +inf there)
+    # The last config that reads the ReID distances may overwrite them in place.
+    last_reid = max((i for i, c in enumerate(plan.configs) if c.alpha > 0.0), default=-1)
     metrics, top = {}, {}
-    for config in plan.configs:
+    for i, config in enumerate(plan.configs):
         with clock("fusion and enrichment"):
-            dist = _config_block(config, reid, face, work, n_gallery, nb, plan.threads)
+            dist = _config_block(plan, config, reid, appended, face, lowest, workspace, reid_free=i == last_reid)
             exclude = None
-            if config.enrichment == "min" and plan.n_enriched and config.alpha > 0.0:
-                cols = plan.e_layout.cols  # (np.take into reused buffers: no [:, cols] temporaries)
-                enriched_reid = np.take(reid, cols, axis=1, out=workspace.get("cols reid", nb, len(cols)))
-                np.minimum(enriched_reid, lowest[config.exclude_self], out=enriched_reid)
-                if config.alpha < 1.0:
-                    face_cols = np.take(face, cols, axis=1, out=workspace.get("cols face", nb, len(cols)))
-                    fuse(enriched_reid, face_cols, config.alpha, out=enriched_reid)
-                dist[:, cols] = enriched_reid
             if config.enrichment == "append" and config.exclude_self and plan.n_enriched:
                 exclude = (block_self[0], n_gallery + block_self[1])
         with clock("metrics"):
@@ -508,15 +521,14 @@ def score_block(
     return BlockScores(rows, metrics, top)
 
 
-def _lowest_per_variant(plan: RetrievalPlan, reid: np.ndarray, block_self,
-                        workspace: Workspace) -> dict[bool, np.ndarray]:
+def _lowest_per_variant(plan: RetrievalPlan, samples: np.ndarray, block_self) -> dict[bool, np.ndarray]:
     """Per min-enrichment variant (own copies kept: False, left out: True) the smallest
-    ReID distance of each group of enriched samples, (b, groups)."""
+    ReID distance of each group of enriched samples, (b, groups). ``samples``: the block's
+    distances to the samples in layout order; the True variant writes +inf over each
+    query's own copies there."""
     variants = sorted({c.exclude_self for c in plan.configs if c.enrichment == "min"})
     if not variants or not plan.n_enriched:
         return {}
-    samples = np.take(reid[:, plan.n_gallery:], plan.e_layout.order, axis=1,  # laid out (a copy)
-                      out=workspace.get("samples", len(reid), plan.n_enriched))
     lowest = {}
     for exclude_self in variants:  # False first: True then writes +inf over own copies
         if exclude_self and len(block_self[0]):
@@ -608,48 +620,88 @@ class _PhaseClock:
             self.sink[phase] = self.sink.get(phase, 0.0) + time.perf_counter() - start
 
 
-def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenated ranges starts[i] .. starts[i] + counts[i] - 1, vectorised."""
-    total = int(counts.sum())
-    offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
-    return np.repeat(starts, counts) + offsets
-
-
 def _config_width(config: RetrievalConfig, n_gallery: int, n_enriched: int) -> int:
     return n_gallery + (n_enriched if config.enrichment == "append" else 0)
 
 
-def _config_block(config, reid, face, work_buf, n_gallery, nb, threads=1):
-    """The config's distance block (a view of a shared buffer when nothing is mixed in);
-    min-enrichment columns are patched by the caller."""
-    width = n_gallery + (reid.shape[1] - n_gallery if config.enrichment == "append" else 0)
-    if config.enrichment == "min":
-        if config.alpha == 0.0:  # GEFF enriches the ReID distances only
+def _config_block(plan: RetrievalPlan, config: RetrievalConfig, reid: np.ndarray, appended: np.ndarray | None,
+                  face: np.ndarray | None, lowest: dict[bool, np.ndarray], workspace: Workspace, *,
+                  reid_free: bool) -> np.ndarray:
+    """The config's (b, width) distance block. A view of the ReID or face distances when
+    nothing is mixed in; ``reid_free``: no later config reads the ReID distances, so they
+    are overwritten (no copy, one pass less). ``appended``: the ReID distances to the
+    enriched samples in sample order ("append"). Elementwise the same operations as the
+    full-matrix functions (apply_enrichment, then fuse), so the same bits."""
+    nb, n_gallery, alpha = len(reid), plan.n_gallery, config.alpha
+    if config.enrichment == "append" and plan.n_enriched:
+        if alpha == 0.0:
+            return face[:, :n_gallery + plan.n_enriched]
+        out = workspace.get("work", nb, n_gallery + plan.n_enriched)
+        if alpha == 1.0:
+            out[:, :n_gallery], out[:, n_gallery:] = reid[:, :n_gallery], appended
+        else:
+            _fuse_rows(reid[:, :n_gallery], face[:, :n_gallery], alpha, out[:, :n_gallery], plan.threads)
+            fuse(appended, face[:, n_gallery:], alpha, out=out[:, n_gallery:])
+        return out
+    enrich = config.enrichment == "min" and plan.n_enriched and alpha > 0.0
+    if config.enrichment == "min" and alpha == 0.0:  # GEFF enriches the ReID distances only
+        return face[:, :n_gallery]
+    if not enrich:
+        if alpha == 1.0:
+            return reid[:, :n_gallery]
+        if alpha == 0.0:
             return face[:, :n_gallery]
-        out = work_buf[:nb, :n_gallery]
-        if config.alpha == 1.0:
-            np.copyto(out, reid[:, :n_gallery])  # its enriched columns are patched in place
-            return out
-        return _fuse_rows(reid[:, :n_gallery], face[:, :n_gallery], config.alpha, out, threads)
-    if config.alpha == 1.0:
-        return reid[:, :width]
-    if config.alpha == 0.0:
-        return face[:, :width]
-    return _fuse_rows(reid[:, :width], face[:, :width], config.alpha, work_buf[:nb, :width], threads)
+        out = reid[:, :n_gallery] if reid_free else workspace.get("work", nb, n_gallery)
+        return _fuse_rows(reid[:, :n_gallery], face[:, :n_gallery], alpha, out, plan.threads)
+    # GEFF min-enrichment: the ReID distance of each gallery image with samples becomes the
+    # smallest of its own and its samples'; then fusion. Row chunk by row chunk, so that
+    # the column gather, the minimum, the write-back and the fusion passes all find the
+    # rows in cache (on whole blocks each pass went to memory, and the gather of scattered
+    # columns cost a cache miss per element at LaST's width).
+    cols, low = plan.e_layout.cols, lowest[config.exclude_self]
+    face = face[:, :n_gallery] if face is not None else None
+    out = reid[:, :n_gallery] if reid_free else workspace.get("work", nb, n_gallery)
+    gathered = workspace.get("enriched", nb, len(cols))
+
+    def rows(a: int, b: int) -> None:
+        enriched = np.take(reid[a:b], cols, axis=1, out=gathered[a:b])
+        np.minimum(enriched, low[a:b], out=enriched)
+        if not reid_free:
+            np.copyto(out[a:b], reid[a:b, :n_gallery])
+        out[a:b, cols] = enriched
+        if alpha < 1.0:
+            fuse(out[a:b], face[a:b], alpha, out=out[a:b])
+
+    _by_rows(rows, nb, n_gallery, plan.threads)
+    return out
 
 
 def _fuse_rows(reid: np.ndarray, face: np.ndarray, alpha: float, out: np.ndarray, threads: int) -> np.ndarray:
-    """fuse() split by rows over threads (numpy's elementwise passes are single-threaded
-    and release the GIL; elementwise, so the bits do not depend on the split)."""
-    n = len(out)
-    if threads < 2 or n < 2 * threads or out.size < (1 << 20):
-        return fuse(reid, face, alpha, out=out)
-    bounds = np.linspace(0, n, threads + 1).astype(int)
-    pool = thread_pool(threads)
-    jobs = [pool.submit(fuse, reid[a:b], face[a:b], alpha, out=out[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
-    for job in jobs:
-        job.result()
+    """fuse() over row chunks and threads (elementwise: the bits do not depend on the split)."""
+    _by_rows(lambda a, b: fuse(reid[a:b], face[a:b], alpha, out=out[a:b]), len(out), out.shape[1], threads)
     return out
+
+
+_CHUNK_BYTES = 1 << 19  # rows per step: about 512 KiB of each float32 operand (stays in cache)
+
+
+def _by_rows(work, n_rows: int, width: int, threads: int) -> None:
+    """work(a, b) over consecutive row chunks of about _CHUNK_BYTES per operand, the rows
+    split between ``threads`` threads when the block is large (numpy's elementwise passes,
+    gathers and scatters release the GIL; each chunk's rows are written by one call)."""
+    step = max(1, _CHUNK_BYTES // (4 * max(width, 1)))
+
+    def span(lo: int, hi: int) -> None:
+        for a in range(lo, hi, step):
+            work(a, min(a + step, hi))
+
+    if threads < 2 or n_rows < 2 * threads or n_rows * width < (1 << 20):
+        span(0, n_rows)
+        return
+    bounds = np.linspace(0, n_rows, threads + 1).astype(int)
+    pool = thread_pool(threads)
+    for job in [pool.submit(span, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
+        job.result()
 
 
 def _accumulator(config, query, gallery, enriched, modes, threads) -> MetricAccumulator:

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
+from ..core.arrays import concat_ranges
 from .fusion import NO_FACE_QUERY_DISTANCE, FaceGallery
 
 __all__ = ["score_block_torch"]
@@ -147,7 +148,7 @@ class _Clock:
 
 def score_block_torch(plan, block, *, timings: dict[str, float] | None = None):
     """retrieval.score_block for a plan whose device is a torch device."""
-    from .retrieval import BlockScores, _ranges
+    from .retrieval import BlockScores
 
     dev = _device_gallery(plan)
     clock = _Clock(timings, dev.device)
@@ -178,7 +179,7 @@ def score_block_torch(plan, block, *, timings: dict[str, float] | None = None):
         block_self = None
         if plan.need_enriched:
             counts = plan.self_start[rows + 1] - plan.self_start[rows]
-            block_self = (np.repeat(np.arange(nb), counts), plan.self_e[_ranges(plan.self_start[rows], counts)])
+            block_self = (np.repeat(np.arange(nb), counts), plan.self_e[concat_ranges(plan.self_start[rows], counts)])
         lowest = {}
         with clock("fusion and enrichment"):
             variants = sorted({c.exclude_self for c in plan.configs if c.enrichment == "min"})

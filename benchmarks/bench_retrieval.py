@@ -14,12 +14,16 @@ slow both alike):
   face distance is a constant), on the same device.
 
 ratio = stage / bare products, per round; the table shows the median over rounds (and the
-median times). Peak RSS is the process's ``ru_maxrss`` (features included).
+median times). Both sides keep their buffers from round to round (the stage through
+``run_retrieval(workspace=...)``), so rounds after the first time the computation, not the
+allocation of a few hundred MiB; ``--fresh`` allocates on every call instead (on this
+2-core VM a first touch of fresh memory cost up to 2 ms per MiB, which lands on whichever
+side needs new memory). Peak RSS is the process's ``ru_maxrss`` (features included).
 
 Also, for PRCC and LTCC with the numpy device: the full-matrix computation (fusion
-functions on whole matrices + metrics.evaluate) against the block-wise results (CMC and
-mAP compared; see run_scale on the last bit of OpenBLAS products); and with ``--loop`` at PRCC, a straightforward per-query loop implementation of
-the protocol (reference style), timed.
+functions on whole matrices + metrics.evaluate, with fusion.enriched_distance) against the
+block-wise results, CMC and mAP compared bit for bit; and with ``--loop`` at PRCC, a
+straightforward per-query loop implementation of the protocol (reference style), timed.
 
 Scales: prcc, ltcc, last, or a fraction of one as ``last/4`` (queries, gallery and
 identities divided by 4).
@@ -51,6 +55,7 @@ from reface_utils.method.retrieval import (  # noqa: E402
     EnrichedGallery,
     FeatureSet,
     RetrievalConfig,
+    Workspace,
     plan_retrieval,
     resolve_device,
     run_retrieval,
@@ -163,15 +168,19 @@ def synthetic(scale: Scale, seed: int = 0):
 
 
 def bare_products(query: FeatureSet, gallery: FeatureSet, enriched: EnrichedGallery, block: int,
-                  device: str) -> float:
+                  device: str, buffers: dict | None = None) -> float:
     """Wall seconds of the float32 products the stage needs, block-wise with its block size
-    into reused buffers: Q x G and Q x E (4096-d), faced Q x faced G (512-d)."""
+    into reused buffers: Q x G and Q x E (4096-d), faced Q x faced G (512-d). ``buffers``:
+    output buffers kept between calls (as the stage's Workspace), else fresh ones."""
     faced_q, faced_g = query.face[query.has_face], gallery.face[gallery.has_face]
     pairs = [(query.reid, gallery.reid), (query.reid, enriched.reid), (faced_q, faced_g)]
     if device == "numpy":
+        outs = buffers if buffers is not None else {}
         start = time.perf_counter()
         for left, right in pairs:
-            out = np.empty((block, len(right)), np.float32)
+            out = outs.get(len(right))
+            if out is None or len(out) < block:
+                out = outs[len(right)] = np.empty((block, len(right)), np.float32)
             for s in range(0, len(left), block):
                 e = min(s + block, len(left))
                 np.matmul(left[s:e], right.T, out=out[: e - s])
@@ -190,11 +199,11 @@ def bare_products(query: FeatureSet, gallery: FeatureSet, enriched: EnrichedGall
     return time.perf_counter() - start
 
 
-def stage(query, gallery, enriched, device: str, phases: dict | None = None):
+def stage(query, gallery, enriched, device: str, phases: dict | None = None, workspace: Workspace | None = None):
     main_config = [RetrievalConfig("fused+enriched", ALPHA, "min")]
     start = time.perf_counter()
     res = run_retrieval(query, gallery, main_config, modes=MODES, enriched=enriched, progress=False,
-                        timings=phases, device=device)
+                        timings=phases, device=device, workspace=workspace)
     return time.perf_counter() - start, res
 
 
@@ -263,7 +272,7 @@ def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
 
 
-def run_scale(scale_text: str, devices: list[str], repeats: int, loop: bool) -> dict:
+def run_scale(scale_text: str, devices: list[str], repeats: int, loop: bool, fresh: bool = False) -> dict:
     scale = parse_scale(scale_text)
     t0 = time.perf_counter()
     query, gallery, table = synthetic(scale)
@@ -271,6 +280,9 @@ def run_scale(scale_text: str, devices: list[str], repeats: int, loop: bool) -> 
     gen_s = time.perf_counter() - t0
     load_before = os.getloadavg()[0]
     rounds = {d: {"stage_s": [], "bare_s": [], "ratio": []} for d in devices}
+    # --fresh: every call allocates its buffers (first touch included); otherwise both sides
+    # keep theirs from round to round (steady state, as in a sweep).
+    kept = {d: (None, None) if fresh else (Workspace(), {}) for d in devices}
     phases = {d: {} for d in devices}
     results = {}
     for r in range(repeats):
@@ -280,11 +292,12 @@ def run_scale(scale_text: str, devices: list[str], repeats: int, loop: bool) -> 
                                    enriched=enriched, device=device).default_block_size()
             times = {}
             for step in (("bare", "stage") if r % 2 == 0 else ("stage", "bare")):
+                workspace, buffers = kept[device]
                 if step == "bare":
-                    times[step] = bare_products(query, gallery, enriched, block, backend)
+                    times[step] = bare_products(query, gallery, enriched, block, backend, buffers)
                 else:
                     times[step], results[device] = stage(query, gallery, enriched, device,
-                                                         phases[device] if r == 0 else None)
+                                                         phases[device] if r == repeats - 1 else None, workspace)
             rounds[device]["stage_s"].append(times["stage"])
             rounds[device]["bare_s"].append(times["bare"])
             rounds[device]["ratio"].append(times["stage"] / times["bare"])
@@ -299,10 +312,6 @@ def run_scale(scale_text: str, devices: list[str], repeats: int, loop: bool) -> 
     }
     if "numpy" in [resolve_device(d) for d in devices] and scale.n_gallery <= 10_000:
         res = results[next(d for d in devices if resolve_device(d) == "numpy")]
-        # OpenBLAS rounds a float32 product differently with the shape of the call (a
-        # 1,024-query block vs all queries at once), so at 4,096-d the distances may
-        # differ in the last bit; with equal distances the results are equal bit for bit
-        # (tests/test_retrieval.py, tests/test_metrics.py).
         full = full_matrix(query, gallery, enriched, ALPHA)
         got = {m: res.results[("fused+enriched", m)] for m in MODES}
         out["full_matrix"] = {
@@ -335,6 +344,8 @@ def main() -> None:
     parser.add_argument("--device", default="numpy",
                         help="comma-separated run_retrieval devices: numpy, torch-cpu, cuda, auto")
     parser.add_argument("--loop", action="store_true", help="also time a per-query loop implementation")
+    parser.add_argument("--fresh", action="store_true",
+                        help="allocate buffers on every call (default: both sides keep theirs between rounds)")
     parser.add_argument("--json", help="also write the raw numbers to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -350,13 +361,14 @@ def main() -> None:
     except ValueError as err:
         parser.error(str(err))
     if args.child:
-        print(json.dumps(run_scale(args.child, devices, args.repeats, args.loop)))
+        print(json.dumps(run_scale(args.child, devices, args.repeats, args.loop, args.fresh)))
         return
     rows = []
     for text in scales:
         print(f"running {parse_scale(text).name} in a fresh process ({args.repeats} rounds) ...", flush=True)
         cmd = [sys.executable, __file__, "--child", text, "--device", ",".join(devices), "--repeats", str(args.repeats)]
-        proc = subprocess.run(cmd + (["--loop"] if args.loop else []), capture_output=True, text=True)
+        cmd += (["--loop"] if args.loop else []) + (["--fresh"] if args.fresh else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(f"{text} failed:\n{proc.stderr}")
         row = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -374,7 +386,7 @@ def main() -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     for r in rows:
         for dev, d in r["devices"].items():
-            print(f"{r['scale']} [{dev}] phases, first round (s): "
+            print(f"{r['scale']} [{dev}] phases, last round (s): "
                   + ", ".join(f"{k} {v:.2f}" for k, v in d["phases"].items()))
         if "full_matrix" in r:
             f = r["full_matrix"]

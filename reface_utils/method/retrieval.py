@@ -445,8 +445,9 @@ def query_blocks(plan: RetrievalPlan, query: FeatureSet, block_size: int | None 
 
 
 class Workspace:
-    """Distance buffers reused from block to block (allocating and first touching 100s of
-    MiB per block costs more than the arithmetic on them)."""
+    """Distance buffers reused from block to block, and from call to call when passed to
+    :func:`run_retrieval` (allocating and first touching 100s of MiB per block costs more
+    than the arithmetic on them). Not for two threads at once."""
 
     def __init__(self) -> None:
         self._buffers: dict[str, np.ndarray] = {}
@@ -574,12 +575,17 @@ def run_retrieval(
     progress: bool = True,
     timings: dict[str, float] | None = None,
     device: str = "auto",
+    workspace: Workspace | None = None,
 ) -> RetrievalResult:
     """Evaluate every config and mode in one block-wise pass over the queries.
 
-    block_size: queries per block (default: about 192 MiB per distance buffer, 16..1024;
-        on a GPU 768 MiB, up to 4096).
+    block_size: queries per block (default: about 192 MiB per distance buffer in whole
+        product tiles, 512..1024; on a GPU 768 MiB, up to 4096). Multiples of
+        fusion.PRODUCT_TILE give the full-matrix computation's bits.
     threads: CPU threads for fusion and metric counting (default: up to 4, the CPU count).
+    workspace: a :class:`Workspace` to reuse between calls (e.g. a sweep over alpha on the
+        same sets): the distance buffers -- a few hundred MiB at LaST scale -- are then
+        allocated and first touched once, not on every call (numpy path).
     exclude_same_camera: the face convention "same camera -> distance +inf".
     timings: a dict to receive wall seconds per phase ("reid gallery product",
         "reid enriched product", "face", "fusion and enrichment", "metrics", "top-k").
@@ -594,7 +600,7 @@ def run_retrieval(
     """
     plan = plan_retrieval(query, gallery, configs, modes=modes, enriched=enriched,
                           exclude_same_camera=exclude_same_camera, topk=topk, threads=threads, device=device)
-    workspace = Workspace()
+    workspace = workspace if workspace is not None else Workspace()
     blocks = query_blocks(plan, query, block_size)
     n_blocks = -(-len(query) // (block_size or plan.default_block_size()))
     scored = (score_block(plan, block, workspace=workspace, timings=timings)

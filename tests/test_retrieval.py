@@ -250,6 +250,22 @@ def test_from_table_offsets_for_two_query_sets(data):
     np.testing.assert_array_equal(EnrichmentLayout.of(enriched.gallery_index).order, np.arange(len(table)))
 
 
+def test_appended_columns_map_back_to_table_rows(data):
+    """from_table reorders the samples (retrieval's layout); an "append" config ranks a
+    query's own copy first (ReID -1, face 0), and columns_by_table_row turns that column
+    into the enrichment-table row of the query's own sample."""
+    query, gallery, table = data
+    enriched = EnrichedGallery.from_table(table, query, gallery)
+    assert not np.array_equal(enriched.table_row, np.arange(len(table)))  # the test needs a reordering
+    res = run_retrieval(query, gallery, [RetrievalConfig("fused+append", 0.75, "append")], enriched=enriched,
+                        topk=3, progress=False, device="numpy")
+    top = enriched.columns_by_table_row(res.topk["fused+append"], len(gallery))
+    first = top[table.query_index.to_numpy(), 0]
+    np.testing.assert_array_equal(first, len(gallery) + np.arange(len(table)))
+    untouched = top < len(gallery)
+    np.testing.assert_array_equal(top[untouched], res.topk["fused+append"][untouched])
+
+
 def test_clear_errors(data):
     query, gallery, table = data
     no_face = FeatureSet(query.reid, query.pids, query.camids)

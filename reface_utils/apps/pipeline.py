@@ -535,6 +535,9 @@ def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment
         modes = [m for m in dataset.eval_modes if m != "tracklet"]
         result = retrieve(query, gallery, run_configs, modes=modes, enriched=enriched,
                           topk=settings.topk, progress=progress)
+        for config in run_configs:  # saved ranks number appended samples by enrichment-table row
+            if config.enrichment == "append" and enriched is not None and config.name in result.topk:
+                result.topk[config.name] = enriched.columns_by_table_row(result.topk[config.name], len(gallery))
         table = result.table.copy()
         table.insert(0, "query_set", role)
         tables.append(table)

@@ -121,7 +121,8 @@ def appended_samples(samples: pd.DataFrame, sources: pd.DataFrame,
     """The appended gallery columns of the "append" enrichment, for :func:`show_ranks`.
 
     ``samples`` is the enrichment table (``query_index``, ``pid``; row e is gallery column
-    G + e of the saved ranks), ``sources`` the query images it indexes (all query sets,
+    G + e of the saved ranks -- ``pipeline`` saves them so, through
+    ``EnrichedGallery.columns_by_table_row``), ``sources`` the query images it indexes (all query sets,
     concatenated, as in ``pipeline.run_enrichment``), ``boxes`` their face boxes. A sample
     shows its query's image and carries the pid it was given (what the metrics count).
     """

@@ -151,7 +151,8 @@ class EnrichedGallery:
     face, has_face: the samples' face embeddings (needed by "append" with alpha < 1).
     table_row: (E,) the enrichment table row each sample came from (``from_table``, which
         orders the samples as retrieval lays them out -- grouped by gallery image, see
-        fusion.EnrichmentLayout -- so that no per-call reordering copy is needed).
+        fusion.EnrichmentLayout -- so that no per-call reordering copy is needed). Ranked
+        columns of appended samples refer to this order: see :meth:`columns_by_table_row`.
     """
 
     gallery_index: np.ndarray
@@ -174,6 +175,17 @@ class EnrichedGallery:
 
     def __len__(self) -> int:
         return len(self.gallery_index)
+
+    def columns_by_table_row(self, columns: np.ndarray, n_gallery: int) -> np.ndarray:
+        """Ranked columns (``RetrievalResult.topk`` of an "append" config) with each appended
+        sample, column ``n_gallery + e``, renumbered ``n_gallery + table_row[e]`` -- its
+        enrichment-table row, the numbering ``visualise.appended_samples`` expects. Gallery
+        columns and samples without a table row are unchanged."""
+        columns = np.array(columns, dtype=np.int64, copy=True)
+        if self.table_row is not None:
+            appended = columns >= n_gallery
+            columns[appended] = n_gallery + self.table_row[columns[appended] - n_gallery]
+        return columns
 
     @classmethod
     def from_table(

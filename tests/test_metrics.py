@@ -167,8 +167,9 @@ def test_cc_skips_queries_matched_only_by_enriched_samples():
     assert evaluate(dist, **q, **g, mode="CC").num_evaluated == 2
 
 
-def test_nan_is_rejected():
-    dist = np.array([[0.1, np.nan]])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])  # float32: the packed-key path
+def test_nan_is_rejected(dtype):
+    dist = np.array([[0.1, np.nan]], dtype)
     with pytest.raises(ValueError, match="NaN"):
         evaluate(dist, np.array([1]), np.array([1, 2]), np.array([0]), np.array([1, 1]))
 

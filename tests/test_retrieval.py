@@ -20,6 +20,7 @@ from reface_utils.method.retrieval import (
     EnrichedGallery,
     FeatureSet,
     RetrievalConfig,
+    Workspace,
     default_configs,
     run_retrieval,
     top_k,
@@ -279,6 +280,31 @@ def test_clear_errors(data):
         RetrievalConfig("x", 1.0, exclude_self=True)
     with pytest.raises(ValueError, match="pids has 3 entries for 90 images"):
         FeatureSet(query.reid, query.pids[:3], query.camids)
+    enriched = EnrichedGallery.from_table(table, query, gallery)
+    with pytest.raises(TypeError, match="workspace must be a retrieval.Workspace"):
+        run_retrieval(query, gallery, [RetrievalConfig("reid")], workspace={}, progress=False)
+    with pytest.raises(ValueError, match="table_row has 2 entries"):
+        EnrichedGallery(enriched.gallery_index, enriched.reid, enriched.pids, enriched.source_query,
+                        table_row=np.arange(2))
+    with pytest.raises(ValueError, match="enriched_to_gallery has 3 entries for"):
+        enriched_distance(query.reid, enriched.reid, enriched.gallery_index[:3])
+    with pytest.raises(ValueError, match="has_face has 5 entries for 260 face embeddings"):
+        face_distance(query.face, gallery.face, query.has_face, gallery.has_face[:5])
+
+
+def test_workspace_reused_between_calls_gives_the_same_numbers(data):
+    """One Workspace across calls with different configs and widths (append adds columns)."""
+    query, gallery, table = data
+    enriched = EnrichedGallery.from_table(table, query, gallery)
+    workspace = Workspace()
+    for configs in (CONFIGS, CONFIGS[::-1], CONFIGS[:2]):
+        fresh = run_retrieval(query, gallery, configs, modes=MODES, enriched=enriched, topk=5, progress=False,
+                              device="numpy")
+        reused = run_retrieval(query, gallery, configs, modes=MODES, enriched=enriched, topk=5, progress=False,
+                               device="numpy", workspace=workspace)
+        pd.testing.assert_frame_equal(fresh.table, reused.table)
+        for name in fresh.topk:
+            np.testing.assert_array_equal(fresh.topk[name], reused.topk[name])
 
 
 def test_top_k_with_ties_and_wide_rows():

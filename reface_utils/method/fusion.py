@@ -38,6 +38,7 @@ from ..core.arrays import concat_ranges
 __all__ = [
     "PRODUCT_TILE",
     "row_tiles",
+    "cache_rows",
     "reid_distance",
     "face_distance",
     "same_camera_pairs",
@@ -70,12 +71,17 @@ def _features(name: str, x: np.ndarray) -> np.ndarray:
 # every blocking whose blocks start at multiples of the tile give the same bits as one
 # call on all queries (retrieval's default blocks are multiples of it).
 PRODUCT_TILE = 512
-_CACHE_BYTES = 1 << 19  # rows per elementwise step: about 512 KiB per operand
+CACHE_BYTES = 1 << 19  # elementwise work goes a few rows at a time: about 512 KiB per operand
 
 
 def row_tiles(n: int, tile: int = PRODUCT_TILE) -> list[tuple[int, int]]:
     """(start, stop) of the PRODUCT_TILE-row tiles of n rows."""
     return [(s, min(s + tile, n)) for s in range(0, n, tile)]
+
+
+def cache_rows(width: int) -> int:
+    """Rows of ``width`` float32 columns that fit CACHE_BYTES (at least 1)."""
+    return max(1, CACHE_BYTES // (4 * max(width, 1)))
 
 
 def reid_distance(query: np.ndarray, gallery: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
@@ -244,7 +250,7 @@ def face_distance_into(
             continue
         sims = np.matmul(q_emb[faced], gallery.compact.T, out=scratch("face sims", len(faced), len(gallery.cols)))
         # Spread over the gallery's columns a few rows at a time, in cache.
-        step = max(1, _CACHE_BYTES // (4 * max(out.shape[1], 1)))
+        step = cache_rows(out.shape[1])
         for a in range(0, len(faced), step):
             b = min(a + step, len(faced))
             chunk = sims[a:b]

@@ -358,23 +358,21 @@ class MetricAccumulator:
         if dist.dtype == np.float32 and 0 < width < _KEY_COL_LIMIT and len(busy):
             rows_per_chunk = int(np.clip(_PACKED_CHUNK_ENTRIES // width, 1, _KEY_ROW_LIMIT))
             chunks = [busy[s:s + rows_per_chunk] for s in range(0, len(busy), rows_per_chunk)]
-            busy = np.concatenate(self._run_split(_count_packed, chunks, dist, bounds, c_col, c_val, out)
-                                  + [np.empty(0, np.int64)])
+            handed_back = self._run_split(lambda rows: _count_packed(dist, rows, bounds, c_col, c_val, out), chunks)
+            busy = np.concatenate(handed_back + [np.empty(0, np.int64)])
         if len(busy):
             chunks = [busy[i::self.threads] for i in range(self.threads)]  # interleaved for balance
-            self._run_split(_count_rows, chunks, dist, bounds, c_col, c_val, out)
+            self._run_split(lambda rows: _count_rows(dist, rows, bounds, c_col, c_val, out), chunks)
         return out
 
-    def _run_split(self, work, chunks, *args) -> list:
-        """work(*args[:1], chunk, *args[1:]) for each chunk, on the metric threads (numpy
+    def _run_split(self, work, chunks: list[np.ndarray]) -> list:
+        """work(chunk) for each non-empty chunk of rows, on the metric threads (numpy
         releases the GIL in its passes, sorts and searches); the results in chunk order."""
         chunks = [c for c in chunks if len(c)]
-        dist, rest = args[0], args[1:]
         if self.threads == 1 or len(chunks) < 2:
-            return [work(dist, chunk, *rest) for chunk in chunks]
+            return [work(chunk) for chunk in chunks]
         pool = thread_pool(self.threads)
-        jobs = [pool.submit(work, dist, chunk, *rest) for chunk in chunks]
-        return [job.result() for job in jobs]
+        return [job.result() for job in [pool.submit(work, chunk) for chunk in chunks]]
 
     def _block_mode(self, mode, b, cand_row, cand_col, good, junk, full_rank, row_start):
         """(AP, first good rank) of each block row in one mode; AP 0 and rank -1 where skipped."""
@@ -537,10 +535,11 @@ def _count_rows(dist, rows, bounds, c_col, c_val, out) -> None:
     sizes = bounds[rows + 1] - bounds[rows]
     idx = concat_ranges(bounds[rows], sizes)
     vals = c_val[idx]
+    row_first = np.cumsum(sizes) - sizes
     new_run = np.ones(len(idx), dtype=bool)
     new_run[1:] = vals[1:] != vals[:-1]
-    new_run[np.cumsum(sizes) - sizes] = True  # each row starts a run
-    n_runs = np.add.reduceat(new_run, np.cumsum(sizes) - sizes) if len(idx) else np.zeros(0, np.int64)
+    new_run[row_first] = True  # each row starts a run
+    n_runs = np.add.reduceat(new_run, row_first) if len(idx) else np.zeros(0, np.int64)
     pass_cost = n_runs * 2 * (_CALL_NS + width * _PASS_NS_PER_ENTRY)
     sort_cost = width * _SORT_NS_PER_ENTRY + 2 * _CALL_NS
     by_sort = pass_cost > sort_cost

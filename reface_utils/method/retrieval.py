@@ -51,6 +51,7 @@ from ..core.arrays import concat_ranges
 from .fusion import (
     PRODUCT_TILE,
     CameraIndex,
+    cache_rows,
     EnrichmentLayout,
     FaceGallery,
     face_distance_into,
@@ -612,7 +613,10 @@ def run_retrieval(
     """
     plan = plan_retrieval(query, gallery, configs, modes=modes, enriched=enriched,
                           exclude_same_camera=exclude_same_camera, topk=topk, threads=threads, device=device)
-    workspace = workspace if workspace is not None else Workspace()
+    if workspace is None:
+        workspace = Workspace()
+    elif not isinstance(workspace, Workspace):
+        raise TypeError(f"workspace must be a retrieval.Workspace (or None), got {type(workspace).__name__}")
     blocks = query_blocks(plan, query, block_size)
     n_blocks = -(-len(query) // (block_size or plan.default_block_size()))
     scored = (score_block(plan, block, workspace=workspace, timings=timings)
@@ -661,10 +665,9 @@ def _config_block(plan: RetrievalPlan, config: RetrievalConfig, reid: np.ndarray
             _fuse_rows(reid[:, :n_gallery], face[:, :n_gallery], alpha, out[:, :n_gallery], plan.threads)
             fuse(appended, face[:, n_gallery:], alpha, out=out[:, n_gallery:])
         return out
-    enrich = config.enrichment == "min" and plan.n_enriched and alpha > 0.0
     if config.enrichment == "min" and alpha == 0.0:  # GEFF enriches the ReID distances only
         return face[:, :n_gallery]
-    if not enrich:
+    if config.enrichment != "min" or not plan.n_enriched:
         if alpha == 1.0:
             return reid[:, :n_gallery]
         if alpha == 0.0:
@@ -700,14 +703,11 @@ def _fuse_rows(reid: np.ndarray, face: np.ndarray, alpha: float, out: np.ndarray
     return out
 
 
-_CHUNK_BYTES = 1 << 19  # rows per step: about 512 KiB of each float32 operand (stays in cache)
-
-
 def _by_rows(work, n_rows: int, width: int, threads: int) -> None:
-    """work(a, b) over consecutive row chunks of about _CHUNK_BYTES per operand, the rows
-    split between ``threads`` threads when the block is large (numpy's elementwise passes,
-    gathers and scatters release the GIL; each chunk's rows are written by one call)."""
-    step = max(1, _CHUNK_BYTES // (4 * max(width, 1)))
+    """work(a, b) over consecutive row chunks that fit the cache (fusion.cache_rows), the
+    rows split between ``threads`` threads when the block is large (numpy's elementwise
+    passes, gathers and scatters release the GIL; each chunk's rows are written by one call)."""
+    step = cache_rows(width)
 
     def span(lo: int, hi: int) -> None:
         for a in range(lo, hi, step):

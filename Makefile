@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.reface-installed
 DATASET ?= demo
 
-.PHONY: install demo eval test bench clean-results gpu notebooks
+.PHONY: install demo eval test bench clean-results gpu notebooks install-py312 test-py312
 
 # CPU install: torch is pinned by constraints-cpu.txt (torch==2.13.0, a CPU wheel on
 # these machines; an unpinned torch would pull several GB of CUDA packages).
@@ -58,3 +58,44 @@ clean-results:
 gpu:
 	pip install -e '.[notebooks]'
 	python -m reface_utils.runtime --install-gpu
+
+# Colab as it ships: Python 3.12 with Colab's Jupyter stack and the packages ReFace shares
+# with it (constraints-colab.txt: ipywidgets 7.7.1, ipykernel 6.17.1, IPython 7.34, classic
+# Notebook 6.5.7 with widgetsnbextension 3.6, numpy 2.0.2, pandas 2.2.2, ...) in $(VENV312).
+# Installing it is the check that '.[colab]' accepts what Colab has. Its torch follows
+# constraints-cpu.txt too; PyPI has no CPU build of it for 3.12, so this is the CUDA build
+# (about 4.5 GB, runs on the CPU). tests/test_browser_classic.py runs its classic Notebook
+# server and kernel from here (REFACE_CLASSIC_PYTHON, else $(VENV312)/bin/python).
+PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo "$$p"; break; }; done)
+VENV312   ?= .venv312
+PY312     := $(VENV312)/bin/python
+STAMP312  := $(VENV312)/.reface-installed
+export REFACE_CLASSIC_PYTHON ?= $(abspath $(PY312))
+# The fast tests (about 2.5 min here): not the browser ones (`make test` runs both front
+# ends; their files are not even collected here, where REFACE_REQUIRE_BROWSER=1 would fail
+# on this venv's lack of JupyterLab and Playwright), nor the whole pipeline on every dataset
+# layout (test_eval_datasets.py; the demo's eval.ipynb runs below, as README shows it), the
+# custom-video runs (test_custom.py) or the Ray engine (not installed here).
+PY312_PYTEST ?= -m "not browser" -p no:cacheprovider \
+	--ignore=tests/test_browser.py --ignore=tests/test_browser_classic.py \
+	--ignore=tests/test_eval_datasets.py --ignore=tests/test_custom.py \
+	--ignore=tests/test_cluster.py --ignore=tests/test_cluster_first_use.py \
+	--ignore=tests/test_your_data.py tests
+PY312_RESULTS ?= results/py312
+
+$(STAMP312): pyproject.toml constraints-cpu.txt constraints-colab.txt
+	@test -n "$(PYTHON312)" || { echo "no Python 3.12 found: make ... PYTHON312=/path/to/python3.12"; exit 1; }
+	$(PYTHON312) -m venv $(VENV312)
+	$(PY312) -m pip install -q --upgrade pip
+	$(PY312) -m pip install -q -c constraints-cpu.txt -c constraints-colab.txt -e '.[test,colab]'
+	$(PY312) -m reface_utils.runtime --check
+	touch $(STAMP312)
+
+install-py312: $(STAMP312)
+
+test-py312: $(STAMP312)
+	$(PY312) -m pytest $(PY312_PYTEST)
+	mkdir -p $(PY312_RESULTS)
+	REFACE_HOME=$${REFACE_HOME:-$(CURDIR)/.cache/reface-test} $(VENV312)/bin/papermill notebooks/eval.ipynb \
+		$(PY312_RESULTS)/eval.ipynb -p dataset demo -p results_root $(PY312_RESULTS) --no-progress-bar

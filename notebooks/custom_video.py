@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -37,8 +37,9 @@
 
 # %%
 # Colab set-up. In Colab this cell installs ReFace with its GPU packages (about 3 minutes,
-# once per runtime; if Colab then offers to restart the session, accept and run on).
-# Anywhere else it does nothing.
+# once per runtime). It keeps what Colab has already imported (ipywidgets 7.7.1, ipykernel,
+# IPython: see constraints-colab.txt), so no restart is needed, and Colab's own widget
+# manager shows the widgets. Anywhere else it does nothing.
 import sys
 
 if "google.colab" in sys.modules:
@@ -54,14 +55,14 @@ if "google.colab" in sys.modules:
     sys.path.insert(0, REFACE_DIR)
 
 # %% tags=["parameters"]
-# Parameters (papermill: -p name value).
+# Parameters (papermill: -p name value); every one is checked before any work.
 gallery_root = None          # <root>/<identity name>/*.jpg; None: the generated demo video's gallery
 videos = None                # a video file, a frames folder, or a list of them; None: the demo video
 name = "custom"              # results go to <results_root>/<name>/
-face_model = "sface"         # "sface" (offline) or "insightface" (paper: buffalo_l)
-reid_model = "mobilenetv2-imagenet"  # "cal" (paper, with reid_checkpoint), "onnx", or a registered name
-reid_checkpoint = None       # e.g. "cal_ltcc" or a path, for reid_model="cal"
-alpha = 0.75                 # fused score = alpha * ReID + (1 - alpha) * face
+face_model = "sface"         # sface (offline) or insightface (paper: buffalo_l), or a registered name
+reid_model = "mobilenetv2-imagenet"  # cal (paper, with reid_checkpoint), onnx, or a registered name
+reid_checkpoint = None       # for reid_model cal: a registry name such as cal_ltcc, or a path
+alpha = 0.75                 # weight of ReID in the fused score (1: ReID only, 0: face only)
 unknown_threshold = 0.75     # a track whose match_score is below this is "unknown" (model-dependent)
 det_threshold = 0.6          # faces detected with a lower score are ignored
 enrich = True                # gallery enrichment from the video's own tracks
@@ -70,9 +71,12 @@ leave_own_track_out = False  # True: a track is never matched against its own en
 detector = "hog"             # "hog" (OpenCV, offline) or the path of a YOLO ONNX file (v5/v8/11, COCO)
 tracker = "bytetrack"        # "bytetrack", "ocsort", "sort", "botsort" (Roboflow trackers)
 min_track_frames = 10        # shorter tracks are dropped (the 42Street protocol skips < 10 frames)
-max_crops_per_track = 8      # crops scored per track, evenly spaced (None: all; 8 keeps the demo fast)
+max_crops_per_track = 8      # crops scored per track, evenly spaced (None: all)
+crop_every = 1               # save every n-th crop of a track
 fps = None                   # frame rate of frames folders (None: 25)
-device = "auto"              # ReID device: "auto", "cpu", "cuda"
+device = "auto"              # ReID device: auto, cpu, cuda
+engine = "local"             # local (in-process) or ray (each video tracked by its own Ray task)
+ray_address = None           # the Ray cluster to join; None: RAY_ADDRESS, else a Ray on this machine
 results_root = None          # None: <repository>/results
 
 # %%
@@ -84,7 +88,7 @@ import pandas as pd
 from IPython.display import display
 
 from reface_utils.data import demo_video
-from reface_utils.apps.custom import TRACK_COLUMNS, UNKNOWN, identify_people, load_gallery
+from reface_utils.apps.custom import TRACK_COLUMNS, UNKNOWN, identify_people, load_gallery, settings_from_namespace
 from reface_utils.core.images import read_rgb
 from reface_utils.core.paths import project_root
 from reface_utils.apps.tracking import OnnxYoloPersonDetector, iter_frames
@@ -92,6 +96,7 @@ from reface_utils.apps.tracking import OnnxYoloPersonDetector, iter_frames
 pd.set_option("display.width", 160)
 pd.set_option("display.max_columns", 30)
 
+settings = settings_from_namespace(globals())  # stops here on a misspelt or wrong parameter
 demo = None
 if gallery_root is None or videos is None:
     demo = demo_video.make_demo_video()   # cached under REFACE_HOME after the first run
@@ -131,12 +136,8 @@ plt.show()
 
 # %%
 person_detector = None if detector == "hog" else OnnxYoloPersonDetector(detector)
-result = identify_people(
-    gallery_root, videos, name=name, out_dir=out_dir, face_model=face_model, reid_model=reid_model,
-    reid_checkpoint=reid_checkpoint, device=device, alpha=alpha, unknown_threshold=unknown_threshold,
-    det_threshold=det_threshold, enrich=enrich, sim_threshold=sim_threshold,
-    leave_own_track_out=leave_own_track_out, detector=person_detector, tracker=tracker,
-    min_track_frames=min_track_frames, max_crops_per_track=max_crops_per_track, fps=fps)
+result = identify_people(gallery_root, videos, name=name, out_dir=out_dir, settings=settings,
+                         detector=person_detector)
 print({k: v for k, v in result.summary.items() if k != "seconds"})
 print("seconds:", result.summary["seconds"])
 shown = ["video", "track_id", "first_frame", "last_frame", "num_frames", "identity", "score", "match_score",

@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -27,8 +27,9 @@
 
 # %%
 # Colab set-up. In Colab this cell installs ReFace with its GPU packages (about 3 minutes,
-# once per runtime; if Colab then offers to restart the session, accept and run on).
-# Anywhere else it does nothing.
+# once per runtime). It keeps what Colab has already imported (ipywidgets 7.7.1, ipykernel,
+# IPython: see constraints-colab.txt), so no restart is needed, and Colab's own widget
+# manager shows the widgets. Anywhere else it does nothing.
 import sys
 
 if "google.colab" in sys.modules:
@@ -45,11 +46,11 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # Parameters (papermill: -p name value). None means: the default for this dataset or model.
-dataset: str = "demo"        # demo, prcc, ltcc, last, ccvid, vcclothes, street42
+dataset: str = "demo"        # demo, prcc, ltcc, last, ccvid, vcclothes, street42, manifest (your CSV), or a registered name
 data_root = None             # the dataset folder as its authors distribute it (not needed for demo)
-reid_model = None            # cal (paper), mobilenetv2-imagenet (offline), onnx, or a registered name; None: by dataset
+reid_model = None            # cal (paper), mobilenetv2-imagenet (offline), onnx, features (a file), or a registered name; None: by dataset
 reid_checkpoint = None       # registry name (cal_prcc, cal_ltcc, ...) or a path; None: the dataset's CAL weights
-face_model: str = "sface"    # insightface (paper: buffalo_l) or sface (offline)
+face_model = None            # insightface (paper: buffalo_l), sface (offline), or a registered name; None: by dataset
 alpha: float = 0.75          # weight of ReID in the fused distance (1: ReID only, 0: face only)
 det_threshold = None         # face detection score at inference; None: the face model's default
 enrich_det_threshold = None  # face detection score when enriching; None: det_threshold if set, else the default
@@ -66,14 +67,22 @@ results_root = None          # folder for results/<dataset>; None: <checkout>/re
 topk: int = 10               # gallery indices kept per query in ranks_*.npz
 engine: str = "local"        # local (in-process) or ray (features and retrieval on a Ray cluster)
 ray_address = None           # the Ray cluster to join; None: RAY_ADDRESS, else a Ray on this machine
+amp: bool = False            # CUDA ReID in fp16 autocast (faster; the paper ran fp32)
+plugins = None               # comma-separated modules or .py files that register your datasets and models
+reid_features = None         # with reid_model features: a .npz (paths, features) of your ReID model
+face_features = None         # a .npz (paths, features, has_face) of your face model; None: run face_model
+rerank: bool = False         # also k-reciprocal re-ranked rows (ReID only, fused + enriched)
+rerank_k1: int = 20          # re-ranking: k of the k-reciprocal neighbours
+rerank_k2: int = 6           # re-ranking: neighbours averaged in the query expansion
+rerank_lambda: float = 0.3   # re-ranking: weight of the original distance (1 - weight of the Jaccard one)
 
 # %%
 import os
 
-import papermill as pm
 from IPython.display import Image, display
 
 from reface_utils.apps import pipeline
+from reface_utils.apps.notebook_runs import run_notebook
 
 settings = pipeline.settings_from_namespace(globals())  # stops here on a misspelt or wrong parameter
 root = pipeline.project_root()
@@ -84,8 +93,9 @@ out_dir = settings.results_dir
 os.environ["REFACE_PROGRESS"] = "text"  # the steps run headless: text progress, no frozen widgets
 for step in ("download", "enrich_gallery", "infer", "visualise"):
     print(f"running {step}.ipynb ...")
-    pm.execute_notebook(root / "notebooks" / f"{step}.ipynb", out_dir / "notebooks" / f"{step}.ipynb",
-                        parameters=pipeline.notebook_parameters(settings), cwd=str(root), progress_bar=False)
+    # each executed notebook is the log of its step, written whole or not at all
+    run_notebook(root / "notebooks" / f"{step}.ipynb", out_dir / "notebooks" / f"{step}.ipynb",
+                 pipeline.notebook_parameters(settings), cwd=root)
 
 # %% [markdown]
 # Results (top-k and mAP in %), and the clothes-changing setting next to the paper:
@@ -95,7 +105,8 @@ for step in ("download", "enrich_gallery", "infer", "visualise"):
 import pandas as pd
 
 table = pd.read_csv(out_dir / "results.csv")
-print(pipeline.results_report(table).to_string(index=False))
+display(pipeline.results_table(table, settings.dataset))
+print(pipeline.paper.setting_summary(settings)["statement"])
 
 # %%
 figure = out_dir / "retrieval.png"

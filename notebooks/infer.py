@@ -6,7 +6,7 @@
 #       extension: .py
 #       format_name: percent
 #       format_version: '1.3'
-#       jupytext_version: 1.19.6
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -30,8 +30,9 @@
 
 # %%
 # Colab set-up. In Colab this cell installs ReFace with its GPU packages (about 3 minutes,
-# once per runtime; if Colab then offers to restart the session, accept and run on).
-# Anywhere else it does nothing.
+# once per runtime). It keeps what Colab has already imported (ipywidgets 7.7.1, ipykernel,
+# IPython: see constraints-colab.txt), so no restart is needed, and Colab's own widget
+# manager shows the widgets. Anywhere else it does nothing.
 import sys
 
 if "google.colab" in sys.modules:
@@ -48,11 +49,11 @@ if "google.colab" in sys.modules:
 
 # %% tags=["parameters"]
 # Parameters (papermill: -p name value). None means: the default for this dataset or model.
-dataset: str = "demo"        # demo, prcc, ltcc, last, ccvid, vcclothes, street42
+dataset: str = "demo"        # demo, prcc, ltcc, last, ccvid, vcclothes, street42, manifest (your CSV), or a registered name
 data_root = None             # the dataset folder as its authors distribute it (not needed for demo)
-reid_model = None            # cal (paper), mobilenetv2-imagenet (offline), onnx, or a registered name; None: by dataset
+reid_model = None            # cal (paper), mobilenetv2-imagenet (offline), onnx, features (a file), or a registered name; None: by dataset
 reid_checkpoint = None       # registry name (cal_prcc, cal_ltcc, ...) or a path; None: the dataset's CAL weights
-face_model: str = "sface"    # insightface (paper: buffalo_l) or sface (offline)
+face_model = None            # insightface (paper: buffalo_l), sface (offline), or a registered name; None: by dataset
 alpha: float = 0.75          # weight of ReID in the fused distance (1: ReID only, 0: face only)
 det_threshold = None         # face detection score at inference; None: the face model's default
 enrich_det_threshold = None  # face detection score when enriching; None: det_threshold if set, else the default
@@ -69,6 +70,14 @@ results_root = None          # folder for results/<dataset>; None: <checkout>/re
 topk: int = 10               # gallery indices kept per query in ranks_*.npz
 engine: str = "local"        # local (in-process) or ray (features and retrieval on a Ray cluster)
 ray_address = None           # the Ray cluster to join; None: RAY_ADDRESS, else a Ray on this machine
+amp: bool = False            # CUDA ReID in fp16 autocast (faster; the paper ran fp32)
+plugins = None               # comma-separated modules or .py files that register your datasets and models
+reid_features = None         # with reid_model features: a .npz (paths, features) of your ReID model
+face_features = None         # a .npz (paths, features, has_face) of your face model; None: run face_model
+rerank: bool = False         # also k-reciprocal re-ranked rows (ReID only, fused + enriched)
+rerank_k1: int = 20          # re-ranking: k of the k-reciprocal neighbours
+rerank_k2: int = 6           # re-ranking: neighbours averaged in the query expansion
+rerank_lambda: float = 0.3   # re-ranking: weight of the original distance (1 - weight of the Jaccard one)
 
 # %%
 from IPython.display import display
@@ -95,16 +104,26 @@ written = pipeline.save_results(evaluation, out_dir, enrichment=enriched, datase
 print("wrote", ", ".join(p.name for p in written), "to", out_dir)
 
 # %% [markdown]
-# Results (top-k and mAP in %; `evaluated`: queries with a right answer in the gallery):
+# Results (top-k and mAP in %; `evaluated`: queries with a right answer in the gallery). The
+# highlighted row (`*` in plain text) is the one the paper's headline number corresponds to.
 
 # %% keep_output=true
 # NBVAL_CHECK_OUTPUT
-print(pipeline.results_report(evaluation.table).to_string(index=False))
+display(pipeline.results_table(evaluation.table, settings.dataset))
 
 # %% [markdown]
-# The clothes-changing setting next to the paper's numbers (the paper's need the real
-# dataset and the official checkpoints):
+# What ReFace adds to the ReID model that ran (yours, if you brought one):
 
 # %% keep_output=true
 # NBVAL_CHECK_OUTPUT
-print(pipeline.percent(pipeline.paper_table(settings.dataset, evaluation)).round(1).to_string(index=False))
+display(pipeline.model_gain(evaluation.table, settings))
+
+# %% [markdown]
+# Our rows next to every number the paper's README published (with the date and commit of each
+# version; docs/METHOD.md section 7 says what is uncertain). The caption says whether this run
+# is the paper's setting: only CAL with the dataset's checkpoint, insightface (buffalo_l) faces
+# and fp32 features are, and only on the real dataset.
+
+# %% keep_output=true
+# NBVAL_CHECK_OUTPUT
+display(pipeline.paper_comparison(settings.dataset, evaluation, settings))

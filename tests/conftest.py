@@ -47,7 +47,8 @@ class EvalRuns:
         if dataset != "demo":
             root = make_layout_dataset(dataset, root=Path(os.environ["REFACE_HOME"]) / "datasets")
             self.trees[dataset] = (root, tree_digest(root))
-            cmd += ["-p", "data_root", str(root), "-p", "reid_model", "mobilenetv2-imagenet"]
+            # the offline models, explicitly: a real dataset's defaults are the paper's (CAL, buffalo_l)
+            cmd += ["-p", "data_root", str(root), "-p", "reid_model", "mobilenetv2-imagenet", "-p", "face_model", "sface"]
         return cmd
 
     def __call__(self, dataset: str) -> Path:

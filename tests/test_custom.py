@@ -411,3 +411,51 @@ def test_video_settings_speak_the_pipelines_language_and_check_every_value():
 def test_bad_settings_stop_identify_people_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="det_threshold must lie in"):
         identify_people(tmp_path / "no-gallery", tmp_path / "no-video.mp4", det_threshold=2.0)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(face_model="sfcae"), r"face_model: unknown model 'sfcae' \(did you mean 'sface'\?\)"),
+    (dict(reid_model="mobilenet"), r"reid_model: unknown model 'mobilenet'"),
+    (dict(tracker="bytetrak"), r"tracker must be one of"),
+])
+def test_wrong_models_stop_identify_people_before_tracking(demo, tmp_path, monkeypatch, bad, message):
+    tracked = []
+    monkeypatch.setattr(custom, "track_video", lambda **job: tracked.append(job))
+    with pytest.raises(ValueError, match=message):
+        identify_people(demo.gallery, demo.video, out_dir=tmp_path / "out", progress=False, **bad)
+    assert not tracked and not (tmp_path / "out").exists()
+
+
+def test_cuda_on_a_machine_without_it_stops_before_tracking(demo, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on this CPU machine
+    monkeypatch.setattr(custom, "track_video", lambda **job: pytest.fail("tracked before the check"))
+    with pytest.raises(ValueError, match=r"device: device='cuda' was asked for, but torch sees no CUDA GPU"):
+        identify_people(demo.gallery, demo.video, out_dir=tmp_path / "out", device="cuda", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+class _FailingDetector:
+    """Finds the one walker for a few frames, then fails (a detector that breaks mid-video)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, frame):
+        self.calls += 1
+        if self.calls > 20:
+            raise RuntimeError("detector broke")
+        return np.array([[10, 8, 60, 120]], np.float32), np.array([0.9], np.float32)
+
+
+def test_a_run_that_fails_midway_leaves_nothing_behind(demo, tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="detector broke"):
+        identify_people(demo.gallery, demo.video, out_dir=out, detector=_FailingDetector(), progress=False)
+    assert not out.exists()  # no crop folders, no half-written results
+    out.mkdir()
+    (out / "mine.txt").write_text("the user's")
+    with pytest.raises(RuntimeError, match="detector broke"):
+        identify_people(demo.gallery, demo.video, out_dir=out, detector=_FailingDetector(), progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["mine.txt"]  # what was there stays, nothing added

@@ -51,7 +51,7 @@ def test_prcc_cameras_and_clothes_rule(tmp_path):
         ds = load_dataset("PRCC", tmp_path)
     assert snapshot(tmp_path) == before  # nothing written into the dataset folder
     assert ds.name == "prcc" and ds.query_roles == ("query_same", "query_diff")
-    assert ds.eval_modes == ("standard",) and not ds.is_video
+    assert ds.eval_modes == ("standard", "single-shot") and not ds.is_video
     assert list(ds.images.columns) == list(COLUMNS)
     # pids of camera A sorted: 1, 3, 10 -> ranks 0, 1, 2; clothes 2*rank (A, B), 2*rank+1 (C)
     t = "rgb/test/"
@@ -296,6 +296,37 @@ def test_street42_errors(tmp_path):
         load_dataset("street42", tmp_path)
 
 
+def _street42_with_extra(root):
+    touch(root, "gallery/000_a.jpg", "gallery/001_b.png",
+          "test/tracklets/part1/001_000/f1.png", "test/tracklets/part1/000_000/f1.png",
+          "extra_data/crops/x1.jpg", "extra_data/x2.png")
+
+
+def test_street42_extra_data_symlink_loop_is_reported_not_followed(tmp_path):
+    _street42_with_extra(tmp_path)
+    (tmp_path / "extra_data" / "up").symlink_to("..")          # a loop back to the dataset root
+    (tmp_path / "extra_data" / "crops" / "again").symlink_to("../crops")  # a loop to itself
+    with pytest.warns(datasets.SkippedFilesWarning, match="symbolic link loop"):
+        ds = load_dataset("street42", tmp_path)
+    extra = ds.view("extra")["path"].tolist()
+    # the two real extra images, once each; no gallery or tracklet frame taken as extra data
+    assert sorted(os.path.relpath(p, tmp_path) for p in extra) == ["extra_data/crops/x1.jpg", "extra_data/x2.png"]
+    loops = ds.file_report[ds.file_report["reason"].str.contains("loop")]
+    assert sorted(os.path.basename(p) for p in loops["path"]) == ["again", "up"]
+
+
+def test_street42_extra_data_never_holds_test_images(tmp_path):
+    _street42_with_extra(tmp_path)
+    (tmp_path / "extra_data" / "g").symlink_to("../gallery")   # the gallery under another name
+    with pytest.raises(DatasetError, match=r"2 file\(s\) under .*extra_data are images of the test split"):
+        load_dataset("street42", tmp_path)
+    (tmp_path / "extra_data" / "g").unlink()
+    os.link(tmp_path / "test/tracklets/part1/001_000/f1.png", tmp_path / "extra_data" / "f1.png")  # a hard link
+    # a hard link is another name for the same file: the same inode is the same image
+    with pytest.raises(DatasetError, match=r"images of the test split"):
+        load_dataset("street42", tmp_path)
+
+
 # --------------------------------------------------------------------------- names, roots
 def test_names_and_aliases():
     assert canonical_name("VC-Clothes") == "vcclothes"
@@ -303,7 +334,7 @@ def test_names_and_aliases():
     assert canonical_name("42Street") == "street42"
     assert canonical_name("LTCC_ReID") == "ltcc"
     assert canonical_name("Demo") == "demo"
-    with pytest.raises(ValueError, match=r"unknown dataset 'market1501'; supported: prcc, ltcc"):
+    with pytest.raises(ValueError, match=r"unknown dataset 'market1501'; registered: prcc, ltcc"):
         canonical_name("market1501")
     with pytest.raises(DatasetNotFoundError, match=r"needs root=<the dataset folder>.*<pid>-<cam>-<clothes>"):
         load_dataset("vcclothes", None)

@@ -62,8 +62,8 @@ def reference_evaluate(distmat, q_pids, g_pids, q_camids, g_camids, q_clothes=No
         cmc_sum += cmc
         ap_sum += ap
     n = len(q_pids) - skipped
-    if n == 0:
-        return cmc_sum, 0.0, 0
+    if n == 0:  # the reference returns zeros here; ReFace says undefined (NaN)
+        return np.full(len(g_pids), np.nan), float("nan"), 0
     return cmc_sum / n, ap_sum / n, n
 
 
@@ -90,7 +90,7 @@ def check_same(ours: EvalResult, ref) -> None:
     assert ours.num_evaluated == n
     assert ours.cmc.shape == cmc.shape
     np.testing.assert_allclose(ours.cmc, cmc, rtol=0, atol=1e-9)
-    assert abs(ours.mAP - m_ap) < 1e-9
+    assert abs(ours.mAP - m_ap) < 1e-9 or (n == 0 and np.isnan(ours.mAP) and np.isnan(m_ap))
 
 
 # ------------------------------------------------------------------------ hand-made
@@ -132,10 +132,10 @@ def test_no_good_match_and_all_junk_are_skipped():
     assert res.first_good_rank.tolist() == [-1, -1, 0]
 
 
-def test_nothing_evaluated_gives_zeros():
+def test_nothing_evaluated_is_undefined_not_zero():
     res = evaluate(np.zeros((2, 2)), np.array([1, 1]), np.array([2, 3]), np.array([0, 0]), np.array([1, 1]))
-    assert res.num_evaluated == 0 and res.mAP == 0.0
-    np.testing.assert_array_equal(res.cmc, [0, 0])
+    assert res.num_evaluated == 0 and np.isnan(res.mAP) and np.isnan(res.top1)
+    assert np.isnan(res.cmc).all() and res.cmc.shape == (2,)
 
 
 def test_clothes_rules():
@@ -244,3 +244,12 @@ def test_exclude_pairs_equal_removing_the_columns():
     assert got.num_evaluated == len(ap)
     assert got.mAP == pytest.approx(np.mean(ap), abs=1e-12)
     np.testing.assert_array_equal(got.first_good_rank, first)
+
+
+def test_no_evaluable_query_gives_nan_not_zero():
+    # one query whose only good match is in its own camera: junk in standard mode
+    res = evaluate(np.array([[0.2, 0.5]], np.float32), np.array([1]), np.array([1, 2]),
+                   np.array([0]), np.array([0, 1]))
+    assert res.num_evaluated == 0 and res.num_skipped == 1
+    assert np.isnan(res.mAP) and np.isnan(res.top1) and np.isnan(res.cmc).all()
+    assert np.isnan(res.as_dict()["top5"])

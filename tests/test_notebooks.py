@@ -59,9 +59,9 @@ def test_committed_notebook_carries_only_the_checked_text_outputs(name):
             assert not outputs, f"{name}: a cell that nbval does not check has outputs: {cell.source[:60]!r}"
             continue
         assert cell.source.startswith("# NBVAL_CHECK_OUTPUT")
-        for out in outputs:
-            assert out["output_type"] == "stream" or set(out.get("data", {})) <= {"text/plain"}, \
-                f"{name}: only text outputs are committed"
+        for out in outputs:  # text, and a displayed table's HTML beside its text (the text is what is compared)
+            assert out["output_type"] == "stream" or set(out.get("data", {})) <= {"text/plain", "text/html"}, \
+                f"{name}: only text outputs and tables are committed"
     # Execution counts stay: nbval reads a checked cell without one as "never run".
     run = subprocess.run([sys.executable, "-m", "nbstripout", "--verify", "--keep-count", "--extra-keys", STRIP_KEYS,
                           str(REPO / "notebooks" / f"{name}.ipynb")], capture_output=True, text=True)
@@ -122,3 +122,26 @@ def test_a_misspelt_parameter_stops_eval_before_any_work(tmp_path):
     assert run.returncode != 0
     assert "did you mean 'alpha'" in run.stderr
     assert not (tmp_path / "demo").exists()  # nothing ran, nothing was written
+
+
+def test_papermill_sees_every_custom_video_parameter_with_the_api_defaults(caplog):
+    from reface_utils.apps import custom
+
+    with caplog.at_level(logging.WARNING, logger="papermill"):
+        inspected = pm.inspect_notebook(str(REPO / "notebooks" / "custom_video.ipynb"))
+    assert not [r for r in caplog.records if "Unable to parse" in r.getMessage()]
+    settings = {f.name: f.default for f in fields(custom.VideoSettings)}
+    settings.pop("tracker_options")  # a mapping: Python API only
+    assert set(inspected) == set(settings) | set(custom.NOTEBOOK_INPUTS)
+    for name, default in settings.items():  # one set of defaults: the notebook's are the API's
+        assert eval(inspected[name]["default"]) == default, name
+        assert inspected[name]["help"], f"{name} has no help text"
+
+
+def test_a_misspelt_parameter_stops_custom_video_before_any_work(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "papermill", str(REPO / "notebooks" / "custom_video.ipynb"),
+                          str(tmp_path / "out.ipynb"), "-p", "aplha", "0.5", "-p", "results_root", str(tmp_path),
+                          "--cwd", str(REPO), "--no-progress-bar"], capture_output=True, text=True, timeout=300)
+    assert run.returncode != 0
+    assert "did you mean 'alpha'" in run.stderr
+    assert not (tmp_path / "custom").exists()

@@ -122,7 +122,7 @@ def prcc_images() -> pd.DataFrame:
 def test_prcc_enriches_with_camera_exclusion_only_and_evaluates_each_query_set():
     images = prcc_images()
     ds, features = make("prcc", images, seed=3, query_roles=("query_same", "query_diff"))
-    settings = pipeline.settings_for(dataset="prcc", reid_model="mobilenetv2-imagenet", sim_threshold=0.5,
+    settings = pipeline.settings_for(dataset="prcc", reid_model="mobilenetv2-imagenet", face_model="sface", sim_threshold=0.5,
                                      det_threshold=0.6)
     assert settings.clothes_changing is False and settings.enrich_det_threshold == 0.6
     enrichment = pipeline.run_enrichment(ds, features, settings)
@@ -142,7 +142,7 @@ def test_prcc_enriches_with_camera_exclusion_only_and_evaluates_each_query_set()
 
     # With the clothes filter forced on, a same-clothes query can never join its own identity.
     forced = pipeline.run_enrichment(ds, features, pipeline.settings_for(
-        dataset="prcc", reid_model="mobilenetv2-imagenet", sim_threshold=0.5, det_threshold=0.6,
+        dataset="prcc", reid_model="mobilenetv2-imagenet", face_model="sface", sim_threshold=0.5, det_threshold=0.6,
         clothes_changing=True))
     s = forced.samples
     own = (meta.role.to_numpy()[q][s.query_index] == "query_same") & (s.pid == meta.pid.to_numpy()[q][s.query_index])
@@ -228,7 +228,7 @@ def loop_track_vote(frames_pid: dict[int, int], frames_sim: dict[int, float], q_
 def test_ccvid_votes_per_track_and_scores_tracklets():
     images = ccvid_images()
     ds, features = make("ccvid", images, seed=5, eval_modes=("tracklet",), is_video=True)
-    settings = pipeline.settings_for(dataset="ccvid", reid_model="mobilenetv2-imagenet", sim_threshold=0.6)
+    settings = pipeline.settings_for(dataset="ccvid", reid_model="mobilenetv2-imagenet", face_model="sface", sim_threshold=0.6)
     assert settings.vote_by_track is True and settings.clothes_changing is False
     enrichment = pipeline.run_enrichment(ds, features, settings)
 
@@ -286,7 +286,7 @@ def test_street42_enriches_frame_by_frame_and_reports_extra_data_separately():
     images = street42_images(with_extra=True)
     ds, features = make("street42", images, seed=11, eval_modes=("tracklet",), is_video=True,
                         extra_roles=("extra",))
-    settings = pipeline.settings_for(dataset="street42", reid_model="mobilenetv2-imagenet", sim_threshold=0.6)
+    settings = pipeline.settings_for(dataset="street42", reid_model="mobilenetv2-imagenet", face_model="sface", sim_threshold=0.6)
     assert settings.vote_by_track is False
     assert pipeline.uses_extra_data(ds, settings)
     enrichment = pipeline.run_enrichment(ds, features, settings)
@@ -330,7 +330,7 @@ def test_street42_enriches_frame_by_frame_and_reports_extra_data_separately():
         assert table.loc[config, "skipped"] == 4  # the short tracklets
 
     # Without extra data: the extra images are not used and there is one enriched row.
-    off = pipeline.settings_for(dataset="street42", reid_model="mobilenetv2-imagenet", sim_threshold=0.6,
+    off = pipeline.settings_for(dataset="street42", reid_model="mobilenetv2-imagenet", face_model="sface", sim_threshold=0.6,
                                 extra_data=False)
     assert not pipeline.uses_extra_data(ds, off)
     plain_ds = ds.without_extra()
@@ -350,9 +350,9 @@ def test_street42_vote_by_track_stays_available_as_an_option():
     images = street42_images(with_extra=False)
     ds, features = make("street42", images, seed=11, eval_modes=("tracklet",), is_video=True)
     frame = pipeline.run_enrichment(ds, features, pipeline.settings_for(
-        dataset="street42", reid_model="mobilenetv2-imagenet", sim_threshold=0.6))
+        dataset="street42", reid_model="mobilenetv2-imagenet", face_model="sface", sim_threshold=0.6))
     track = pipeline.run_enrichment(ds, features, pipeline.settings_for(
-        dataset="street42", reid_model="mobilenetv2-imagenet", sim_threshold=0.6, vote_by_track=True))
+        dataset="street42", reid_model="mobilenetv2-imagenet", face_model="sface", sim_threshold=0.6, vote_by_track=True))
     assert track.summary["vote_by_track"] and not frame.summary["vote_by_track"]
     assert len(track.samples) > len(frame.samples)  # every frame of a voted track
 
@@ -360,11 +360,11 @@ def test_street42_vote_by_track_stays_available_as_an_option():
 def test_extra_data_true_without_a_folder_is_an_error():
     images = street42_images(with_extra=False)
     ds, _ = make("street42", images, seed=1, eval_modes=("tracklet",), is_video=True)
-    settings = pipeline.settings_for(dataset="street42", reid_model="mobilenetv2-imagenet", extra_data=True)
+    settings = pipeline.settings_for(dataset="street42", reid_model="mobilenetv2-imagenet", face_model="sface", extra_data=True)
     with pytest.raises(Exception, match="extra-data folder"):
         pipeline.uses_extra_data(ds, settings)
     with pytest.raises(ValueError, match="only 42Street"):
-        pipeline.settings_for(dataset="ltcc", reid_model="mobilenetv2-imagenet", extra_data=True)
+        pipeline.settings_for(dataset="ltcc", reid_model="mobilenetv2-imagenet", face_model="sface", extra_data=True)
 
 
 @pytest.mark.parametrize("face_model,enrich,infer", [("insightface", 0.8, 0.7), ("sface", 0.6, 0.6)])
@@ -387,7 +387,7 @@ def test_enrichment_defaults_follow_the_reference():
     for name in ("prcc", "last", "ccvid", "vcclothes", "street42"):
         assert not table.loc[name, "clothes_changing"], name
     assert table.loc["ccvid", "vote"] == "per tracklet" and table.loc["street42", "vote"] == "per image/frame"
-    assert pipeline.settings_for(dataset="LaST", reid_model="mobilenetv2-imagenet").dataset == "last"
+    assert pipeline.settings_for(dataset="LaST", reid_model="mobilenetv2-imagenet", face_model="sface").dataset == "last"
 
 
 def test_the_demo_is_never_generated_inside_a_users_folder(tmp_path):

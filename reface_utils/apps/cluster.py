@@ -33,6 +33,7 @@ Ray is an optional extra (``pip install 'reface[cluster]'``) imported only here,
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 import warnings
 from collections import Counter, deque
@@ -70,6 +71,9 @@ __all__ = ["ENGINES", "check_engine", "connect", "FeatureModelSpec", "FeatureRun
 ENGINES = ("local", "ray")
 #: Ray-actor name prefix of the feature workers (``ray.util.list_named_actors()`` shows them).
 WORKER_PREFIX = "reface-features"
+# compute_features joins Ray from two threads at once (face and ReID jobs): one of them
+# must start it and the other must wait, or ray.init runs twice and fails.
+_CONNECT_LOCK = threading.Lock()
 
 
 def check_engine(engine: str) -> str:
@@ -97,15 +101,33 @@ def connect(address: str | None = None, *, ship_code: bool = False, **init_optio
     OpenCV, ...) must be installed on every node either way (``pip install 'reface[cluster]'``).
     """
     ray = _ray()
-    if ray.is_initialized():
-        return ray
     address = address or os.environ.get("RAY_ADDRESS") or None
-    options: dict[str, Any] = {"logging_level": "WARNING"}
-    if address is None:
-        options["include_dashboard"] = False
-    if ship_code:
-        options["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parent)]}
-    ray.init(address=address, **{**options, **init_options})
+    if address is None and threading.current_thread() is not threading.main_thread() and not ray.is_initialized():
+        # A local Ray's processes die with the thread that started them (Linux parent-death
+        # signal): start it from the main thread, or join a running cluster.
+        warnings.warn("starting a local Ray from a worker thread: it stops when this thread ends; "
+                      "call reface_utils.apps.cluster.connect() from the main thread first", RuntimeWarning,
+                      stacklevel=2)
+    with _CONNECT_LOCK:
+        if ray.is_initialized():
+            return ray
+        options: dict[str, Any] = {"logging_level": "WARNING"}
+        if address is None:
+            options["include_dashboard"] = False
+        if ship_code:
+            options["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parent)]}
+        try:
+            ray.init(address=address, **{**options, **init_options})
+        except (ConnectionError, RuntimeError) as exc:
+            if address is None:
+                raise
+            # Ray >= 2.5x: `ray start --head` turns token authentication on, and a driver
+            # only sends the token when told to (docs/CLUSTER.md).
+            hint = ("" if os.environ.get("RAY_AUTH_MODE") else
+                    "; a cluster started with `ray start` uses token authentication: set RAY_AUTH_MODE=token "
+                    "(the token is read from ~/.ray/auth_token or RAY_AUTH_TOKEN)")
+            raise ConnectionError(f"could not join the Ray cluster at {address} (ray_address or "
+                                  f"$RAY_ADDRESS){hint}: {str(exc).splitlines()[-1] if str(exc) else exc!r}") from exc
     return ray
 
 

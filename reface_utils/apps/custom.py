@@ -59,6 +59,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field, fields, replace
@@ -70,16 +71,16 @@ import numpy as np
 import pandas as pd
 
 from .cluster import check_engine
-from ..core.checks import integer, number
+from ..core.checks import integer, number, text
 from ..core.files import atomic_write_text
 from ..core.images import UnreadableImageError, read_rgb
 from ..core.paths import results_dir
-from .tracking import (FRAME_SUFFIXES, PersonDetector, VideoError, iter_frames, probe_video,
+from .tracking import (FRAME_SUFFIXES, TRACKERS, PersonDetector, VideoError, iter_frames, probe_video,
                        track_video, video_name, write_video)
 
 __all__ = ["UNKNOWN", "IMAGE_SUFFIXES", "TRACK_COLUMNS", "GalleryError", "VideoIdentification",
            "load_gallery", "select_crops", "identify_tracks", "annotate_video", "identify_people", "VideoSettings",
-           "video_settings"]
+           "video_settings", "settings_from_namespace", "NOTEBOOK_INPUTS"]
 
 #: The identity given to tracks that no gallery identity matches well enough.
 UNKNOWN = "unknown"
@@ -399,7 +400,7 @@ class VideoSettings:
     tracker: str | Callable[[float], Any] = "bytetrack"
     tracker_options: Mapping[str, Any] | None = None
     min_track_frames: int = 10         # shorter tracks are dropped
-    max_crops_per_track: int | None = 32  # crops scored per track, evenly spaced (None: all)
+    max_crops_per_track: int | None = 8   # crops scored per track, evenly spaced (None: all)
     crop_every: int = 1                # save every n-th crop
     fps: float | None = None           # frame rate of frames folders (None: 25)
     engine: str = "local"              # "ray": each video tracked by its own Ray task
@@ -418,6 +419,31 @@ class VideoSettings:
         for name in ("enrich", "leave_own_track_out"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"parameter {name} must be True or False, got {getattr(self, name)!r}")
+        # Names and the device are checked here, before a video is opened: a wrong one must
+        # not cost a whole tracking pass first.
+        from ..core.runtime import torch_device
+        from ..models.face import available_face_models
+        from ..models.reid import available_reid_models
+
+        for name, known in (("face_model", available_face_models()), ("reid_model", available_reid_models())):
+            value = getattr(self, name)
+            if isinstance(value, str) and value not in known:
+                close = difflib.get_close_matches(value, known, 1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"parameter {name}: unknown model {value!r}{hint}; known: {', '.join(known)} "
+                                 f"(or register your own: reface_utils.models.{'face.register_face_model' if name == 'face_model' else 'reid.register_reid_model'})")
+        self.device = text("device", self.device).lower()
+        try:
+            torch_device(self.device)
+        except RuntimeError as err:
+            raise ValueError(f"parameter device: {err}") from None
+        if isinstance(self.tracker, str):
+            key = self.tracker.lower().replace("-", "").replace("_", "")
+            if key not in TRACKERS:
+                raise ValueError(f"parameter tracker must be one of {TRACKERS} (or a callable fps -> tracker), "
+                                 f"got {self.tracker!r}")
+        elif not callable(self.tracker):
+            raise ValueError(f"parameter tracker must be a name in {TRACKERS} or a callable, got {self.tracker!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: (v if v is None or isinstance(v, (bool, int, float, str)) else repr(v))
@@ -445,6 +471,28 @@ def video_settings(settings: VideoSettings | None = None, **parameters: Any) -> 
     return replace(settings or VideoSettings(), **parameters)
 
 
+#: The custom-video notebook's own parameters; every other one is a :class:`VideoSettings` field.
+NOTEBOOK_INPUTS = ("gallery_root", "videos", "name", "detector", "results_root")
+_NOT_PARAMETERS = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+
+
+def settings_from_namespace(namespace: Mapping[str, Any]) -> VideoSettings:
+    """The custom-video notebook's :class:`VideoSettings` from its variables (``globals()``
+    after the parameters cell), every one checked. Plain values (None, bool, number, text)
+    with public names are parameters: a misspelt papermill ``-p aplha 0.5`` (injected as a
+    variable) is refused with the closest name, before any video is opened."""
+    values = {name: value for name, value in namespace.items()
+              if not (name.startswith("_") or name.isupper() or name in _NOT_PARAMETERS or name in NOTEBOOK_INPUTS)
+              and (value is None or isinstance(value, (bool, int, float, str)))}
+    known = [f.name for f in fields(VideoSettings)] + list(NOTEBOOK_INPUTS)
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, known, 1)) else repr(u)
+                 for u in unknown]
+        raise TypeError(f"unknown parameter(s) {', '.join(hints)}; known: {', '.join(known)}")
+    return video_settings(**values)
+
+
 def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike | Sequence[str | os.PathLike], *,
                     name: str = "custom", out_dir: str | os.PathLike | None = None,
                     settings: VideoSettings | None = None, detector: PersonDetector | None = None,
@@ -461,13 +509,33 @@ def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike |
     """
     s = video_settings(settings, **parameters)
     started = time.perf_counter()
+    # Everything is checked before the first frame is read: settings (above), gallery,
+    # videos, detector, and the models themselves (loading them finds missing weights).
     gallery = load_gallery(gallery_root)
     sources = _as_list(videos)
     for source in sources:
-        probe_video(source, fps=s.fps)  # fail early, before any slow work, on a bad video
+        probe_video(source, fps=s.fps)
+    if detector is not None and not callable(getattr(detector, "detect", None)):
+        raise ValueError(f"detector must be a PersonDetector (an object with .detect(frame)), got {detector!r}")
+    fm = _face_model(s.face_model)
+    rm = _reid_model(s.reid_model, s.reid_checkpoint, s.device)
     out = Path(out_dir) if out_dir is not None else results_dir(name)
-    out.mkdir(parents=True, exist_ok=True)
     names = _unique_names(sources)
+    # what this run creates goes again if it fails: a failed run leaves nothing behind
+    created = [p for p in (out, out / "crops", *(out / "crops" / v for v in names)) if not p.exists()]
+    try:
+        return _identify(gallery, sources, names, out, s, fm, rm, detector, annotate, progress, started)
+    except BaseException:
+        for folder in reversed(created):
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def _identify(gallery: pd.DataFrame, sources: list[Path], names: list[str], out: Path, s: VideoSettings,
+              fm: Any, rm: Any, detector: PersonDetector | None, annotate: bool, progress: bool,
+              started: float) -> VideoIdentification:
+    """identify_people's work, once everything is checked."""
+    out.mkdir(parents=True, exist_ok=True)
 
     jobs = [dict(source=source, detector=detector, tracker=s.tracker, tracker_options=dict(s.tracker_options or {}),
                  crops_dir=out / "crops" / vname, crop_every=s.crop_every, name=vname, fps=s.fps, progress=progress)
@@ -486,8 +554,6 @@ def identify_people(gallery_root: str | os.PathLike, videos: str | os.PathLike |
                          "detector (see reface_utils.apps.tracking)")
     t_tracked = time.perf_counter()
 
-    fm = _face_model(s.face_model)
-    rm = _reid_model(s.reid_model, s.reid_checkpoint, s.device)
     crop_paths = crops["crop"].tolist()
     # Decode in this process (num_workers=0): the tracking above ran OpenCV's thread pool,
     # and a forked DataLoader worker that touches OpenCV's threading (reid's worker_init

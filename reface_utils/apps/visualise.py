@@ -311,7 +311,9 @@ class RetrievalBrowser:
     "pid 3 / cam 1 / clothes 7 / face / enriched"); ``query_notes(q)`` is a line under
     the controls (e.g. the query's own enriched matches). Sliders act when released.
     Widgets are created on construction; :meth:`update` redraws (the widgets' observers
-    call it), so the browser can be driven without a browser.
+    call it), so the browser can be driven without a browser. Core ipywidgets only, with
+    what ipywidgets 7.7 (Colab's, rendered by Colab's own widget manager) and 8 share:
+    tests/test_browser_classic.py and tests/test_browser.py drive it in each.
     """
 
     def __init__(self, score: ScoreFn, is_correct: Callable[[int, np.ndarray], np.ndarray],

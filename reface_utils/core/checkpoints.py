@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .files import atomic_write_text, sha256_file
+from .files import apply_umask, atomic_write_text, sha256_file
 from .paths import weights_dir
 
 __all__ = [
@@ -358,6 +358,7 @@ def _extract(zip_path: Path, ckpt: Checkpoint, home: Path) -> Path:
         return target
     tmp = Path(tempfile.mkdtemp(dir=home, prefix=".extract-"))
     try:
+        apply_umask(tmp, folder=True)
         with zipfile.ZipFile(zip_path) as zf:
             zf.extractall(tmp)
         # Packs are zipped with or without a top folder: find the folder holding the files.

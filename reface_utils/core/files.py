@@ -3,10 +3,14 @@
 Every file ReFace writes (cache chunks, lock files, results, generated datasets) is written
 to a temporary sibling and renamed into place (``os.replace`` is atomic on one file
 system), so an interrupted run (even ``kill -9``) never leaves a half-written file where a
-later run would read it.
+later run would read it. What is written gets the permissions the umask gives any new
+file or folder (``tempfile`` makes them private to their owner), so a shared
+``REFACE_HOME`` or results folder stays readable to the group; and a failed write (a full
+disk, a read-only folder) raises an ``OSError`` that names the file being written.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -17,7 +21,40 @@ from typing import IO, Callable, Mapping
 import numpy as np
 
 __all__ = ["sha256_file", "atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_savez",
-           "atomic_folder"]
+           "atomic_folder", "current_umask", "apply_umask", "write_error"]
+
+
+def current_umask() -> int:
+    """This process's umask, read without changing it (Linux: /proc; elsewhere the
+    classic set-and-restore, which is brief)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path: str | os.PathLike, *, folder: bool = False) -> None:
+    """Give ``path`` the mode a plain ``open``/``mkdir`` would have given it (0666 or
+    0777 less the umask); for files and folders made by ``tempfile`` (0600/0700)."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~current_umask())
+
+
+def write_error(err: OSError, path: str | os.PathLike) -> OSError:
+    """``err`` again, naming ``path`` (an ``OSError`` from a write names no file of ours:
+    ``[Errno 28] No space left on device``)."""
+    if err.filename is not None and str(path) in str(err.filename):
+        return err
+    hint = " (the disk is full: free space or choose another results_root/REFACE_HOME)" \
+        if err.errno == errno.ENOSPC else ""
+    out = type(err)(err.errno, f"{err.strerror or err} while writing {path}{hint}")
+    out.filename = str(path)
+    return out
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -35,11 +72,18 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, mode: 
     file is removed and ``path`` is untouched. The folder is created if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as err:
+        raise write_error(err, path) from err
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
+        apply_umask(tmp)
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise write_error(err, path) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -75,6 +119,7 @@ def atomic_folder(folder: str | os.PathLike, write: Callable[[Path], None], *,
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
+        apply_umask(tmp, folder=True)
         write(tmp)
         if folder.exists():
             if not force and is_complete(folder):  # another process finished first

@@ -128,7 +128,7 @@ import pandas as pd
 
 __all__ = [
     "Dataset", "DatasetError", "DatasetNotFoundError", "load_dataset", "canonical_name",
-    "register_dataset", "available_datasets", "DatasetLoader",
+    "register_dataset", "available_datasets", "DatasetLoader", "registered_enrichment_rules",
     "DATASET_NAMES", "LAYOUTS", "STREET42_UNKNOWN_PID", "COLUMNS", "SkippedFilesWarning",
     "REPORT_COLUMNS",
 ]
@@ -151,6 +151,7 @@ _ALIASES = {
     "vcclothes": "vcclothes", "vcclothessc": "vcclothes_sc", "vcclothescc": "vcclothes_cc",
     "street42": "street42", "42street": "street42",
     "demo": "demo",
+    "manifest": "manifest",
 }
 
 # The layouts shown in "missing folder" errors (also in the module docstring).
@@ -166,6 +167,8 @@ LAYOUTS = {
 }
 LAYOUTS["vcclothes_sc"] = LAYOUTS["vcclothes_cc"] = LAYOUTS["vcclothes"]
 LAYOUTS["demo"] = LAYOUTS["ltcc"]
+LAYOUTS["manifest"] = ("<root> is a CSV (or a folder holding manifest.csv) with columns path,pid,camid,role"
+                       "[,clothes_id,track,frame], one row per image (see reface_utils.data.manifest)")
 
 # Usual folder names, so that the parent of the dataset folder works as root too.
 _USUAL_DIRS = {
@@ -208,7 +211,11 @@ class Dataset:
     images that only enrich the gallery (42Street ``("extra",)`` when its extra-data
     folder is there), never evaluated. ``eval_modes``: the
     evaluation modes the dataset defines (``standard``, ``CC``, ``SC`` for images;
-    ``tracklet`` accuracy for video datasets).
+    ``tracklet`` accuracy for video datasets; ``single-shot``: one gallery image per
+    identity, drawn at random, averaged over draws, as PRCC's own protocol).
+    ``camera_subsets``: further protocols on a subset of the cameras, ``(mode name, camera
+    ids)``, evaluated in standard mode on the queries and gallery images of those cameras
+    (VC-Clothes: CAL's ``vcclothes_cc``, cameras 3 and 4, beside the all-camera rows).
     """
 
     name: str
@@ -217,6 +224,7 @@ class Dataset:
     query_roles: tuple[str, ...] = ("query",)
     eval_modes: tuple[str, ...] = ("standard",)
     is_video: bool = False
+    camera_subsets: tuple[tuple[str, tuple[int, ...]], ...] = ()
     extra_roles: tuple[str, ...] = ()
     file_report: pd.DataFrame = field(default_factory=_empty_report)
 
@@ -292,8 +300,9 @@ def canonical_name(name: str) -> str:
     """``"VC-Clothes"`` -> ``"vcclothes"``, ``"42street"`` -> ``"street42"``, ..."""
     key = re.sub(r"[-_\s]", "", str(name).lower())
     if key not in _ALIASES:
-        raise ValueError(f"unknown dataset {name!r}; supported: {', '.join(available_datasets())} "
-                         "(add your own with register_dataset)")
+        raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(available_datasets())}. Add yours "
+                         "without code as a CSV (dataset='manifest', data_root=<the CSV>: reface_utils.data.manifest), "
+                         "or with register_dataset in a plugin (the notebooks' `plugins` parameter)")
     return _ALIASES[key]
 
 
@@ -375,11 +384,46 @@ def _files(folder: Path, suffixes: Iterable[str], name: str = "dataset", role: s
 
 
 def _files_below(folder: Path, suffixes: Iterable[str], name: str, role: str, report: Report | None) -> list[str]:
-    """:func:`_files` of ``folder`` and of every folder below it, sorted by full path."""
-    out = _files(folder, suffixes, name, role, report)
-    for sub in _subdirs(folder, name, role):
-        out += _files_below(Path(sub), suffixes, name, role, report)
+    """:func:`_files` of ``folder`` and of every folder below it, sorted by full path.
+
+    Each real folder is read once: a symbolic link back to a folder above (a loop, e.g.
+    ``up -> ..``) or to a folder already read is skipped and noted in ``report``, so a
+    loop can neither hang the walk nor pull in the rest of the dataset.
+    """
+    out: list[str] = []
+    seen: set[str] = set()
+    pending = [Path(folder)]
+    while pending:
+        current = pending.pop()
+        real = os.path.realpath(current)
+        if real in seen:
+            _note(report, str(current), role, f"folder read already (a symbolic link to {real})")
+            continue
+        seen.add(real)
+        out += _files(current, suffixes, name, role, report)
+        for sub in _subdirs(current, name, role):
+            target = os.path.realpath(sub)
+            if target == real or real.startswith(target.rstrip(os.sep) + os.sep):
+                _note(report, sub, role, f"symbolic link loop: leads back to {target}, a folder above it")
+                continue
+            pending.append(Path(sub))
     return sorted(out)
+
+
+def _check_no_overlap(name: str, extra: Sequence[str], labelled: Sequence[str], extra_dir: Path) -> None:
+    """Extra (enrichment-only) images must not be test images under another name: they
+    would leak the test split into the enrichment."""
+    def identity(path: str) -> tuple[int, int]:  # the file itself: symbolic and hard links alike
+        st = os.stat(path)
+        return st.st_dev, st.st_ino
+
+    test_files = {identity(p) for p in labelled}
+    shared = [p for p in extra if identity(p) in test_files]
+    if shared:
+        more = f" (+{len(shared) - 3} more)" if len(shared) > 3 else ""
+        raise DatasetError(f"{name}: {len(shared)} file(s) under {extra_dir} are images of the test split "
+                           f"(gallery or query), e.g. {', '.join(shared[:3])}{more}. Extra data must be other "
+                           "images: remove the links or copies that lead into the gallery or test folders.")
 
 
 def _subdirs(folder: Path, name: str = "dataset", role: str = "", report: Report | None = None,
@@ -478,7 +522,7 @@ def _load_prcc(root: Path) -> Dataset:
             rows["role"] += [role] * len(files)
         _nonempty(rows["path"][n_before:], cams[cam], name)
     return Dataset(name, root, _table(rows), query_roles=("query_same", "query_diff"),
-                   eval_modes=("standard",), file_report=_report_table(report))
+                   eval_modes=("standard", "single-shot"), file_report=_report_table(report))
 
 
 _LTCC_NAME = re.compile(r"((\d+)_(\d+))_c(\d+)(?:_.*)?\.png")
@@ -638,7 +682,9 @@ def _load_vcclothes(root: Path, name: str = "vcclothes") -> Dataset:
         rows["camid"] += [int(g[1]) - 1 for g in groups]
         rows["clothes_id"] += [clothes[g[0] + g[2]] for g in groups]
         rows["role"] += [role] * len(files)
-    return Dataset(name, root, _table(rows), eval_modes=("standard", "CC", "SC"),
+    # the all-camera rows are GEFF's protocol; CAL's vcclothes_cc (cameras 3 and 4) beside them
+    subsets = (("cameras-3-4", tuple(c - 1 for c in _VC_CAMERAS["vcclothes_cc"])),) if keep is None else ()
+    return Dataset(name, root, _table(rows), eval_modes=("standard", "CC", "SC"), camera_subsets=subsets,
                    file_report=_report_table(report))
 
 
@@ -682,6 +728,7 @@ def _load_street42(root: Path) -> Dataset:
     extra_dir = next((root / d for d in ("extra_data", "extra-data") if (root / d).is_dir()), None)
     if extra_dir is not None:
         extra = _files_below(extra_dir, (".jpg", ".png"), name, "extra", report)
+        _check_no_overlap(name, extra, rows["path"], extra_dir)
         _nonempty(extra, extra_dir, name, "extra-data crops (.jpg/.png); remove the empty folder to run without")
         n = len(extra)
         rows["path"] += extra
@@ -745,6 +792,11 @@ def load_dataset(name: str, root: str | os.PathLike | None = None, *, seed: int 
 DatasetLoader = Callable[[Any, int], Dataset]
 
 
+def _load_manifest(root: str | os.PathLike | None, seed: int) -> Dataset:
+    from .manifest import load_manifest_root  # local import: manifest.py builds on this module
+    return load_manifest_root(root, seed)
+
+
 def _needs_root(canonical: str, load: Callable[[Any], Dataset]) -> DatasetLoader:
     def loader(root: str | os.PathLike | None, seed: int) -> Dataset:
         if root is None:
@@ -763,24 +815,50 @@ _LOADERS: dict[str, DatasetLoader] = {
     **{v: _needs_root(v, lambda root, v=v: _load_vcclothes(root, v)) for v in ("vcclothes", "vcclothes_sc", "vcclothes_cc")},
     "street42": _needs_root("street42", _load_street42),
     "demo": _load_demo,
+    "manifest": _load_manifest,
 }
 
 
+#: Enrichment rules registered with a dataset (``register_dataset(..., enrichment=...)``).
+_ENRICHMENT_RULES: dict[str, dict[str, Any]] = {}
+_RULE_NAMES = ("clothes_changing", "vote_by_track", "why")
+
+
 def register_dataset(name: str, loader: DatasetLoader, *, aliases: Sequence[str] = (), layout: str = "",
-                     overwrite: bool = False) -> None:
+                     enrichment: dict[str, Any] | None = None, overwrite: bool = False) -> None:
     """Make ``load_dataset(name, root, seed=...)`` call ``loader(root, seed)`` (a :class:`Dataset`).
 
     ``aliases`` are other spellings; ``layout`` is the folder layout shown in errors. Names
     compare after lower-casing and dropping ``-``, ``_`` and spaces, like the built-in ones.
+    ``enrichment``: the dataset's enrichment rules, ``{"clothes_changing": bool,
+    "vote_by_track": bool, "why": str}`` (docs/METHOD.md section 3); without them the run's
+    parameters and the documented defaults apply. Evaluation modes come with the
+    :class:`Dataset` the loader returns (``eval_modes``).
     """
     key = re.sub(r"[-_\s]", "", str(name).lower())
     keys = [key, *(re.sub(r"[-_\s]", "", str(a).lower()) for a in aliases)]
     taken = [k for k in keys if k in _ALIASES]
     if taken and not overwrite:
         raise ValueError(f"a dataset called {taken[0]!r} is registered already (pass overwrite=True)")
+    if enrichment is not None:
+        unknown = sorted(set(enrichment) - set(_RULE_NAMES))
+        bad = [k for k in ("clothes_changing", "vote_by_track") if not isinstance(enrichment.get(k, False), bool)]
+        if unknown or bad:
+            raise ValueError(f"enrichment rules of dataset {name!r}: known keys are {list(_RULE_NAMES)} "
+                             f"(clothes_changing and vote_by_track True or False); got {dict(enrichment)!r}")
     _LOADERS[key] = loader
     _ALIASES.update({k: key for k in keys})
     LAYOUTS[key] = layout or "see the loader registered for it"
+    if enrichment is not None:
+        _ENRICHMENT_RULES[key] = dict(enrichment)
+    else:
+        _ENRICHMENT_RULES.pop(key, None)
+
+
+def registered_enrichment_rules(name: str) -> dict[str, Any] | None:
+    """The enrichment rules registered with dataset ``name`` (canonical), or None."""
+    rules = _ENRICHMENT_RULES.get(name)
+    return dict(rules) if rules is not None else None
 
 
 def available_datasets() -> list[str]:

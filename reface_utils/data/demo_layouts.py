@@ -14,6 +14,16 @@ Every tree has a ``demo_manifest.csv`` (:data:`reface_utils.data.demo.MANIFEST_C
 row per image with its true identity (``pid``: the demo person drawn; 42Street writes
 its own labels into the file names), outfit, camera and view. The parsers never read it.
 
+One more, ``manifest``, is not a tree but a CSV (:mod:`reface_utils.data.manifest`) that
+describes the demo dataset's own images (same ids, cameras, outfits, roles and order as
+``load_dataset("demo")``) by paths relative to the CSV's folder::
+
+    make_layout_dataset("manifest")  # -> <REFACE_HOME>/datasets/manifest-<version>-seed0/manifest.csv
+                                     #    rows "../demo-<demo version>-seed0/test/001_1_c1_000000.png,1,0,0,gallery"
+
+The demo is generated (or reused) next to it; the CSV is written into a folder of its own,
+never into the demo's folder.
+
 What each tree holds (per person of the demo's nine, unless said otherwise):
 
 ==========  ===================================================================
@@ -46,11 +56,12 @@ import numpy as np
 import pandas as pd
 
 from . import demo
+from ..core.files import atomic_write_text
 from ..core.paths import demo_root
 
 __all__ = ["LAYOUT_NAMES", "LAYOUT_VERSION", "layout_plan", "make_layout_dataset"]
 
-LAYOUT_NAMES = ("prcc", "ltcc", "last", "ccvid", "vcclothes", "street42")
+LAYOUT_NAMES = ("prcc", "ltcc", "last", "ccvid", "vcclothes", "street42", "manifest")
 # Like the demo's, the folder name follows the generators' source, so an edited generator
 # never serves trees drawn by an older one.
 LAYOUT_VERSION = demo.generator_version(__file__, demo.DEMO_VERSION)
@@ -211,13 +222,19 @@ def _street42(plan: _Plan, people: Sequence[demo.Identity]) -> list[tuple[str, l
 
 
 def layout_plan(layout: str, seed: int = 0) -> pd.DataFrame:
-    """The manifest of the ``layout`` tree: one row per image, nothing drawn."""
+    """The manifest of the ``layout`` tree: one row per image, nothing drawn (``manifest``:
+    the demo's test images, ``file`` relative to the CSV's folder)."""
     return _plan(layout, seed)[0]
 
 
 def _plan(layout: str, seed: int):
     if layout not in LAYOUT_NAMES:
         raise ValueError(f"unknown layout {layout!r}; one of {', '.join(LAYOUT_NAMES)}")
+    if layout == "manifest":
+        table = demo.demo_plan(seed)
+        table = table[table["role"] != "train"].reset_index(drop=True)
+        table["file"] = [f"../demo-{demo.DEMO_VERSION}-seed{seed}/{f}" for f in table["file"]]
+        return table, None
     plan = _Plan(seed, layout)
     people = demo.load_identities()
     extra = {"prcc": _prcc, "ltcc": _ltcc, "last": _last, "ccvid": _ccvid, "vcclothes": _vcclothes,
@@ -247,10 +264,14 @@ def make_layout_dataset(layout: str, root: str | os.PathLike | None = None, seed
     as ``data_root`` (``<root or paths.demo_root()>/<layout>-<LAYOUT_VERSION>-seed<seed>``).
 
     Built atomically (:func:`reface_utils.data.demo.build_folder`); deterministic for a seed.
+    ``manifest`` returns the CSV (``.../manifest-<LAYOUT_VERSION>-seed<seed>/manifest.csv``),
+    which is ``data_root`` for ``dataset="manifest"``.
     """
     table, extra = _plan(layout, seed)
     parent = Path(root).expanduser() if root is not None else demo_root()
     folder = parent / f"{layout}-{LAYOUT_VERSION}-seed{seed}"
+    if layout == "manifest":
+        return _make_manifest(folder, parent, seed, force)
 
     def write(tmp: Path) -> None:
         demo.render_plan(table, tmp, seed)
@@ -262,7 +283,21 @@ def make_layout_dataset(layout: str, root: str | os.PathLike | None = None, seed
     return demo.build_folder(folder, write, force=force)
 
 
-if __name__ == "__main__":  # python -m reface_utils.demo_layouts <layout> [root]: prints the folder
+def _make_manifest(folder: Path, parent: Path, seed: int, force: bool) -> Path:
+    """The demo (generated or reused under ``parent``) described by ``folder/manifest.csv``;
+    the CSV is rewritten (atomically) only when its text would change."""
+    from .datasets import load_dataset
+    from .manifest import MANIFEST_FILE, manifest_text
+
+    images = load_dataset("demo", demo.make_demo_dataset(parent, seed)).images
+    csv = folder / MANIFEST_FILE
+    text = manifest_text(images, folder)
+    if force or not csv.is_file() or csv.read_text() != text:
+        atomic_write_text(csv, text)
+    return csv
+
+
+if __name__ == "__main__":  # python -m reface_utils.demo_layouts <layout> [root]: prints the folder (manifest: the CSV)
     import sys
 
     if len(sys.argv) not in (2, 3) or sys.argv[1] not in LAYOUT_NAMES:

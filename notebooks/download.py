@@ -38,7 +38,7 @@ if "google.colab" in sys.modules:
     if not os.path.isdir(REFACE_DIR):
         # !git clone -q --depth 1 {REFACE_GIT} {REFACE_DIR}
     # %pip install -q -e {REFACE_DIR}[colab]
-    # !python -m reface_utils.runtime --install-gpu
+    # !python -m reface_utils.core.runtime --install-gpu
     os.chdir(REFACE_DIR)
     sys.path.insert(0, REFACE_DIR)
 

@@ -1,10 +1,9 @@
 """The package's layers (docs/ARCHITECTURE.md): each folder imports only from itself and the
-layers below it, packages import each other without cycles, and the old flat import paths
-still give the same objects."""
+layers below it, packages and modules import each other without cycles (imports inside
+functions included), and each module has one import path (the layered one)."""
 from __future__ import annotations
 
 import ast
-import importlib
 import subprocess
 import sys
 from collections import defaultdict
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import reface_utils
+
 
 REPO = Path(__file__).resolve().parents[1]
 PKG = REPO / "reface_utils"
@@ -99,6 +98,34 @@ def test_no_module_imports_from_a_layer_above_it():
     assert not upward, "imports that run up the layers:\n" + "\n".join(upward)
 
 
+def _find_cycle(graph: dict[str, set[str]], roots: list[str] | None = None) -> list[str] | None:
+    """One cycle of the directed graph (its nodes, the first repeated at the end) reachable
+    from ``roots`` (default: every node), or None."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state:
+                found = visit(nxt)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph) if roots is None else roots:
+        if node not in state:
+            found = visit(node)
+            if found:
+                return found
+    return None
+
+
 def test_no_import_cycle_between_packages():
     graph: dict[str, set[str]] = defaultdict(set)
     for path in _files():
@@ -108,23 +135,55 @@ def test_no_import_cycle_between_packages():
             # a package and its own sub-package are one unit here (models.reid is part of models)
             if dst != src and not dst.startswith(src + ".") and not src.startswith(dst + "."):
                 graph[src].add(dst)
-    state: dict[str, int] = {}
-    stack: list[str] = []
+    cycle = _find_cycle(graph)
+    assert cycle is None, "import cycle between packages: " + " -> ".join(cycle)
 
-    def visit(node: str) -> None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in sorted(graph[node]):
-            if state.get(nxt) == 1:
-                raise AssertionError("import cycle between packages: " + " -> ".join(stack[stack.index(nxt):] + [nxt]))
-            if nxt not in state:
-                visit(nxt)
-        stack.pop()
-        state[node] = 2
 
-    for node in sorted(graph):
-        if node not in state:
-            visit(node)
+#: Known module cycles in code that this check did not come with, to be broken where they
+#: live: the lazy (importer, imported) edge of each, left out of the module graph. Both
+#: are imports inside functions in data/ (datasets.common looks up the registry, which
+#: builds on it; the "manifest" loader calls data/manifest.py, which builds on datasets).
+KNOWN_MODULE_CYCLE_EDGES = {
+    ("reface_utils.data.datasets.common", "reface_utils.data.datasets.registry"),
+    ("reface_utils.data.datasets.manifest", "reface_utils.data.manifest"),
+}
+
+
+def _module_graph(files: list[Path]) -> dict[str, set[str]]:
+    """Module -> the reface_utils modules it imports, at module level or inside functions
+    (a lazy import is still a dependency: it runs whenever the function does). A package
+    is its __init__; "from pkg import name" depends on pkg's __init__ unless name is a
+    submodule. The parent packages that Python initialises on the way are not counted:
+    a package's __init__ may re-export its submodules, which import each other."""
+    graph: dict[str, set[str]] = defaultdict(set)
+    for path in files:
+        src = _module_name(path)
+        for _, target in _imports(path):
+            if target != src and (src, target) not in KNOWN_MODULE_CYCLE_EDGES:
+                graph[src].add(target)
+    return graph
+
+
+def test_no_import_cycle_between_modules():
+    cycle = _find_cycle(_module_graph(_files()))
+    assert cycle is None, "import cycle between modules (lazy imports count): " + " -> ".join(cycle)
+
+
+def test_the_checker_sees_a_module_cycle(tmp_path, monkeypatch):
+    # in a copy of the package, two method modules that import each other -- one of them
+    # only inside a function, in the same package, so the package check cannot see it
+    import shutil
+
+    copy = tmp_path / "reface_utils"
+    shutil.copytree(PKG, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "method" / "_probe_a.py").write_text("from . import _probe_b\n")
+    (copy / "method" / "_probe_b.py").write_text("def f():\n    from ._probe_a import g\n")
+    monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
+    graph = _module_graph(sorted(copy.rglob("*.py")))
+    assert graph["reface_utils.method._probe_b"] == {"reface_utils.method._probe_a"}
+    cycle = _find_cycle(graph, roots=["reface_utils.method._probe_a"])
+    assert cycle == ["reface_utils.method._probe_a", "reface_utils.method._probe_b", "reface_utils.method._probe_a"]
+    assert _find_cycle(graph) is not None
 
 
 def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
@@ -142,33 +201,30 @@ def test_the_checker_sees_an_upward_import(tmp_path, monkeypatch):
     assert found == ["reface_utils/core/_probe.py:2 (core) imports reface_utils.method.fusion (method)"]
 
 
-@pytest.mark.parametrize("old", sorted(reface_utils._MOVED))
-def test_old_import_path_is_the_same_module(old):
-    new = importlib.import_module(f"reface_utils.{reface_utils._MOVED[old]}")
-    assert importlib.import_module(f"reface_utils.{old}") is new
-    assert getattr(reface_utils, old) is new
-    assert new.__spec__.name == new.__name__ == f"reface_utils.{reface_utils._MOVED[old]}"
-
-
 def test_readme_imports_and_light_package():
-    code = ("import sys, reface_utils\n"
+    """The layered paths are the only ones (the flat paths of the first releases are gone),
+    and importing the package loads neither torch nor OpenCV."""
+    code = ("import sys, importlib, reface_utils\n"
             "assert 'torch' not in sys.modules and 'cv2' not in sys.modules\n"
-            "from reface_utils.custom import identify_people\n"
-            "from reface_utils.apps.custom import identify_people as new\n"
-            "assert identify_people is new\n"
-            "from reface_utils import pipeline, datasets, checkpoints\n"
-            "from reface_utils.apps import pipeline as p\n"
-            "assert pipeline is p and checkpoints.resolve is reface_utils.core.checkpoints.resolve\n")
+            "from reface_utils.apps.custom import identify_people\n"
+            "from reface_utils.apps import pipeline\n"
+            "from reface_utils.core import checkpoints\n"
+            "for old in ('custom', 'pipeline', 'checkpoints', 'runtime', 'datasets'):\n"
+            "    try:\n"
+            "        importlib.import_module('reface_utils.' + old)\n"
+            "    except ModuleNotFoundError:\n"
+            "        continue\n"
+            "    raise SystemExit('reface_utils.' + old + ' still imports')\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stderr + done.stdout
 
 
 @pytest.mark.parametrize("args, expect", [
-    (["reface_utils.runtime", "--gpu-requirement"], "onnxruntime"),
-    (["reface_utils.checkpoints", "list"], "lock file"),
-    (["reface_utils.demo_layouts", "--help"], "usage: python -m reface_utils.demo_layouts"),
+    (["reface_utils.core.runtime", "--gpu-requirement"], "onnxruntime"),
+    (["reface_utils.core.checkpoints", "list"], "lock file"),
+    (["reface_utils.data.demo_layouts", "--help"], "usage: "),
 ])
-def test_old_python_dash_m_commands_run(args, expect):
+def test_module_commands_run(args, expect):
     done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=REPO)
     assert expect in done.stdout + done.stderr, done.stdout + done.stderr
     assert "Traceback" not in done.stderr, done.stderr

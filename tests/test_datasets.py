@@ -340,17 +340,24 @@ def test_names_and_aliases():
         load_dataset("vcclothes", None)
 
 
-def test_register_dataset(tmp_path, monkeypatch):
+@pytest.fixture
+def registry():
+    """The dataset registry as it was before the test (registrations are real)."""
+    saved = [(d, dict(d)) for d in (datasets.registry._SPECS, datasets.registry._ALIASES, datasets.LAYOUTS)]
+    yield datasets.registry
+    for d, copy in saved:
+        d.clear()
+        d.update(copy)
+
+
+def test_register_dataset(tmp_path, registry):
     # a user's dataset: here an LTCC-layout folder under another name, loaded by name and alias
-    monkeypatch.setattr(datasets, "_LOADERS", dict(datasets._LOADERS))
-    monkeypatch.setattr(datasets, "_ALIASES", dict(datasets._ALIASES))
-    monkeypatch.setattr(datasets, "LAYOUTS", dict(datasets.LAYOUTS))
     make_ltcc(tmp_path)
     seen = []
 
     def load_mine(root, seed):
         seen.append((root, seed))
-        return datasets._load_ltcc(root, name="mine")
+        return datasets.ltcc.load_ltcc(root, name="mine")
 
     datasets.register_dataset("mine", load_mine, aliases=("My-Set",), layout="<root>/{query,test}/*.png")
     ds = load_dataset("my_set", tmp_path, seed=3)

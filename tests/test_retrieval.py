@@ -314,3 +314,23 @@ def test_top_k_with_ties_and_wide_rows():
     dist[1, ::7] = -np.inf
     for k in (1, 10, 20):
         np.testing.assert_array_equal(top_k(dist, k), np.argsort(dist, axis=1, kind="stable")[:, :k])
+
+
+def test_public_names_and_numpy_runs_without_torch():
+    """The package re-exports what the single module did, and the numpy path never imports
+    torch (the torch backend is imported only for a torch device)."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import numpy as np\n"
+            "from reface_utils.method.retrieval import (BlockScores, QueryBlock, RetrievalPlan, Workspace, "
+            "merge_blocks, plan_retrieval, query_blocks, resolve_device, score_block, FeatureSet, EnrichedGallery, "
+            "RetrievalConfig, RetrievalResult, default_configs, run_retrieval, top_k, DEVICES, ENRICHMENT_KINDS)\n"
+            "x = np.eye(4, dtype=np.float32)\n"
+            "fs = FeatureSet(x, np.arange(4), np.zeros(4))\n"
+            "run_retrieval(fs, FeatureSet(x, np.arange(4), np.ones(4)), [RetrievalConfig('reid')], device='numpy',"
+            " progress=False)\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

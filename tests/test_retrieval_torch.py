@@ -13,9 +13,11 @@ import pandas as pd
 import pytest
 import torch
 
+from reface_utils.method.fusion import EnrichmentLayout, fuse, fuse_into
 from reface_utils.method.retrieval import (
     EnrichedGallery,
     FeatureSet,
+    PhaseClock,
     RetrievalConfig,
     default_configs,
     merge_blocks,
@@ -150,3 +152,55 @@ def test_every_image_its_own_camera():
     for key, want in ref.results.items():
         np.testing.assert_array_equal(got.results[key].first_good_rank, want.first_good_rank, err_msg=str(key))
         assert got.results[key].mAP == want.mAP, key
+
+
+def test_one_definition_of_fusion_and_enrichment_gives_numpy_bits_on_torch():
+    """fusion.fuse_into and EnrichmentLayout.lowest are what both backends run: on torch
+    tensors they give numpy's bits (infinities and -0.0 included)."""
+    rng = np.random.default_rng(4)
+    reid = rng.uniform(-1, 1, (37, 53)).astype(np.float32)
+    face = rng.uniform(0, 2, (37, 53)).astype(np.float32)
+    face[rng.random(face.shape) < 0.1] = np.inf
+    reid[0, :5] = -0.0
+    for alpha in (0.75, 0.5, 0.3, 0.9):
+        want = fuse(reid, face, alpha)
+        got = fuse_into(torch.from_numpy(reid), torch.from_numpy(face), alpha, torch.empty(reid.shape), xp=torch)
+        np.testing.assert_array_equal(got.numpy().view(np.uint32), want.view(np.uint32), err_msg=str(alpha))
+    layout = EnrichmentLayout.of(rng.integers(0, 11, 53))
+    samples = reid[:, layout.order]
+    want = layout.lowest(samples)
+    got = layout.lowest(torch.from_numpy(samples), out=torch.empty(want.shape), xp=torch)
+    np.testing.assert_array_equal(got.numpy().view(np.uint32), want.view(np.uint32))
+
+
+def test_torch_backend_step_and_phase_timings():
+    """The shared block step on the torch backend gives what score_block gives for a torch
+    plan; both backends time the same phases with the one PhaseClock."""
+    from reface_utils.method.retrieval.blockstep import score_block_on
+    from reface_utils.method.retrieval.contract import Workspace
+    from reface_utils.method.retrieval.torch_backend import TorchBackend
+
+    def score_block_torch(plan, block):
+        return score_block_on(TorchBackend(plan, Workspace()), plan, block, None)
+
+    query, gallery, enriched = _make(np.random.default_rng(6), True)
+    plan = plan_retrieval(query, gallery, CONFIGS, modes=MODES, enriched=enriched, topk=4, device="torch-cpu")
+    blocks = list(query_blocks(plan, query, block_size=32))
+    old = merge_blocks(plan, [score_block_torch(plan, b) for b in blocks])
+    new = merge_blocks(plan, [score_block(plan, b) for b in blocks])
+    pd.testing.assert_frame_equal(old.table, new.table)
+    phases = {}
+    for device in ("numpy", "torch-cpu"):
+        phases[device] = {}
+        run_retrieval(query, gallery, CONFIGS, modes=MODES, enriched=enriched, topk=4, device=device,
+                      progress=False, timings=phases[device])
+    assert set(phases["numpy"]) == set(phases["torch-cpu"]) == {
+        "reid gallery product", "reid enriched product", "face", "fusion and enrichment", "metrics", "top-k"}
+    ticks = []
+    clock = PhaseClock({}, synchronize=lambda: ticks.append(1))
+    with clock("a"):
+        pass
+    assert len(ticks) == 2 and set(clock.sink) == {"a"}
+    with PhaseClock(None, synchronize=lambda: ticks.append(1))("b"):  # not timing: no synchronisation
+        pass
+    assert len(ticks) == 2

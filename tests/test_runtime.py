@@ -86,8 +86,8 @@ def test_check_passes_on_a_cpu_machine(monkeypatch, capsys):
 ])
 def test_face_models_use_runtimes_provider_picker(monkeypatch, available, expected):
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: available)
-    assert face.auto_providers is runtime.onnx_providers
-    assert face.auto_providers() == expected
+    assert face.onnx_providers is runtime.onnx_providers  # the one provider picker
+    assert face.onnx_providers() == expected
 
 
 def test_requirement_installed_needs_the_right_build_and_no_other(monkeypatch):

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from reface_utils.data.datasets import dataset_spec
 from reface_utils.method.tracklets import (
-    STREET42_MIN_FRAMES,
-    STREET42_UNKNOWN_PID,
     EnrichedFrames,
     TrackScores,
     evaluate_tracks,
@@ -80,6 +79,9 @@ def test_enrichment_and_exclude_self():
 
 
 def test_street42_protocol():
+    street42 = dataset_spec("street42")  # its protocol: min_track_frames 10, unknown_pid 12
+    STREET42_MIN_FRAMES, STREET42_UNKNOWN_PID = street42.min_track_frames, street42.unknown_pid
+    assert (STREET42_MIN_FRAMES, STREET42_UNKNOWN_PID) == (10, 12)
     # tracklets: correct (12 frames), too short (5), unknown (15), wrong (20)
     scores = np.array([[0.9, 0.1, 0.0], [0.0, 0.9, 0.0], [0.5, 0.0, 0.1], [0.9, 0.0, 0.1]])
     s = TrackScores(np.array([10, 11, 12, 13]), np.array([1, 2, 12]), scores, np.array([12, 5, 15, 20]),

@@ -78,14 +78,12 @@ from ..core.paths import results_dir
 from .tracking import (FRAME_SUFFIXES, TRACKERS, PersonDetector, VideoError, iter_frames, probe_video,
                        track_video, video_name, write_video)
 
-__all__ = ["UNKNOWN", "IMAGE_SUFFIXES", "TRACK_COLUMNS", "GalleryError", "VideoIdentification",
+__all__ = ["UNKNOWN", "TRACK_COLUMNS", "GalleryError", "VideoIdentification",
            "load_gallery", "select_crops", "identify_tracks", "annotate_video", "identify_people", "VideoSettings",
            "video_settings", "settings_from_namespace", "NOTEBOOK_INPUTS"]
 
 #: The identity given to tracks that no gallery identity matches well enough.
 UNKNOWN = "unknown"
-#: Image files read from a gallery folder (other files are ignored).
-IMAGE_SUFFIXES = FRAME_SUFFIXES
 
 #: Columns of ``tracks.csv`` / :attr:`VideoIdentification.tracks`, one row per track.
 TRACK_COLUMNS: dict[str, str] = {
@@ -123,7 +121,7 @@ def load_gallery(root: str | os.PathLike, *, check_images: bool = True) -> pd.Da
 
     Returns one row per image, columns ``path`` (absolute), ``identity`` (the folder
     name) and ``pid`` (0-based, identities in sorted order), sorted by identity and
-    file name. Files with other suffixes than :data:`IMAGE_SUFFIXES` are ignored;
+    file name. Files with other suffixes than :data:`~reface_utils.apps.tracking.FRAME_SUFFIXES` are ignored;
     images placed directly in ``root`` are ignored with a warning. With
     ``check_images`` every image is decoded once, so a broken file fails here, named.
     Raises :class:`GalleryError` for a missing or empty folder, an identity folder
@@ -134,7 +132,7 @@ def load_gallery(root: str | os.PathLike, *, check_images: bool = True) -> pd.Da
         raise GalleryError(f"gallery folder {root} does not exist (expected <root>/<identity name>/*.jpg)")
     folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
                      key=lambda p: p.name)
-    loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    loose = [p.name for p in root.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES]
     if loose:
         warnings.warn(f"gallery {root}: {len(loose)} image(s) directly in the folder are ignored "
                       f"({', '.join(loose[:3])}...); put each person's images in <root>/<name>/", stacklevel=2)
@@ -143,9 +141,9 @@ def load_gallery(root: str | os.PathLike, *, check_images: bool = True) -> pd.Da
                            "person, <root>/<identity name>/*.jpg")
     rows = []
     for pid, folder in enumerate(folders):
-        images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES)
         if not images:
-            raise GalleryError(f"identity folder {folder} has no images ({', '.join(IMAGE_SUFFIXES)}): "
+            raise GalleryError(f"identity folder {folder} has no images ({', '.join(FRAME_SUFFIXES)}): "
                                "add crops of this person or remove the folder")
         for image in images:
             if check_images:
@@ -450,18 +448,9 @@ class VideoSettings:
                 for f in fields(self) for v in [getattr(self, f.name)]}
 
 
-#: Earlier names of identify_people's parameters (still accepted, with a DeprecationWarning).
-_RENAMED = {"face_det_threshold": "det_threshold", "enrich_threshold": "sim_threshold"}
-
-
 def video_settings(settings: VideoSettings | None = None, **parameters: Any) -> VideoSettings:
     """``settings`` (default: the defaults) with ``parameters`` replaced; unknown names are an
-    error with the closest known one, the earlier names a DeprecationWarning."""
-    for old, new in _RENAMED.items():
-        if old in parameters:
-            warnings.warn(f"identify_people({old}=...) is now {new}=... (the pipeline's name)",
-                          DeprecationWarning, stacklevel=3)
-            parameters[new] = parameters.pop(old)
+    error with the closest known one."""
     known = [f.name for f in fields(VideoSettings)]
     unknown = sorted(set(parameters) - set(known))
     if unknown:

@@ -6,13 +6,16 @@ that added VC-Clothes). So every published number is kept with the date and comm
 published it, and a comparison says which of our rows it is set against, which models ran,
 and, when they are not the paper's (CAL with the dataset's checkpoint, insightface
 buffalo_l faces, fp32), that the comparison is not of the paper's setting.
-docs/METHOD.md section 7 says what is uncertain.
+docs/METHOD.md section 7 says what is uncertain. The numbers and the rows they are set
+against live in each dataset's spec (``reface_utils.data.datasets.<name>``, its ``paper``).
 """
 from __future__ import annotations
 
 from typing import Any, Sequence
 
 import pandas as pd
+
+from ..data.datasets import BUILT_IN_SPECS, DatasetSpec, dataset_spec
 
 __all__ = ["README_VERSIONS", "PAPER_RESULTS", "PAPER_ROWS", "paper_table", "paper_rows", "setting_summary"]
 
@@ -26,42 +29,39 @@ README_VERSIONS = pd.DataFrame.from_records([
 ])
 
 _NAN = float("nan")
-# (dataset, variant) -> top-1 / mAP in % per README version, in README_VERSIONS' order
-# (None: not in that version). "All numbers are clothes-changing", says every version.
-_PUBLISHED: dict[tuple[str, str], list[tuple[float, float] | None]] = {
-    ("prcc", ""): [(83.7, 66.7), (81.9, 58.8), (82.5, 64.7), (81.9, 58.8), (81.9, 58.8)],
-    ("ltcc", ""): [(74.8, 48.4), (76.3, 42.3), (45.7, 20.3), (76.3, 42.3), (76.3, 42.3)],
-    ("last", ""): [(75.8, 29.6), (78.0, 37.2), (78.0, 37.2), (78.0, 37.2), (78.0, 37.2)],
-    ("ccvid", ""): [(89.2, _NAN), (89.2, _NAN), (90.5, _NAN), (89.2, _NAN), (89.2, _NAN)],
-    ("vcclothes", ""): [None, (94.9, 88.9), (86.7, 84.4), (94.9, 88.9), (94.9, 88.9)],
-    ("street42", ""): [None, None, None, (75.0, _NAN), (75.0, _NAN)],
-    ("street42", "with extra data"): [None, None, None, (80.7, _NAN), (92.2, _NAN)],
-}
 
-#: Every published number: dataset, variant, commit, date, title, top1 and mAP in %.
-PAPER_RESULTS = pd.DataFrame.from_records([
-    {"dataset": dataset, "variant": variant, **version, "top1": numbers[0], "mAP": numbers[1]}
-    for (dataset, variant), values in _PUBLISHED.items()
-    for version, numbers in zip(README_VERSIONS.to_dict("records"), values) if numbers is not None
-])
 
-#: Which of our rows each published number is set against: (query set, mode, config of
-#: the "with extra data" variant), and why. LTCC shows the standard rows too (section 7).
+def _published_rows(spec: DatasetSpec) -> list[dict[str, Any]]:
+    """The spec's published numbers, with their README version: by variant (first seen first),
+    then in README_VERSIONS' order."""
+    if spec.paper is None:
+        return []
+    versions = {v["commit"]: (i, v) for i, v in enumerate(README_VERSIONS.to_dict("records"))}
+    unknown = sorted({p.commit for p in spec.paper.published} - set(versions))
+    if unknown:
+        raise ValueError(f"dataset {spec.name!r}: published numbers of README version(s) {unknown}, which "
+                         f"README_VERSIONS does not list ({', '.join(versions)})")
+    variants = list(dict.fromkeys(p.variant for p in spec.paper.published))
+    ordered = sorted(spec.paper.published, key=lambda p: (variants.index(p.variant), versions[p.commit][0]))
+    return [{"dataset": spec.name, "variant": p.variant, **versions[p.commit][1], "top1": p.top1, "mAP": p.mAP}
+            for p in ordered]
+
+
+#: Every published number: dataset, variant, commit, date, title, top1 and mAP in % (from
+#: the datasets' specs; "All numbers are clothes-changing", says every README version).
+PAPER_RESULTS = pd.DataFrame.from_records([row for spec in BUILT_IN_SPECS for row in _published_rows(spec)])
+
+#: Which of our rows each published number is set against: (query set, mode), and why (from
+#: the datasets' specs). LTCC shows the standard rows too (docs/METHOD.md section 7).
 PAPER_ROWS: dict[str, dict[str, Any]] = {
-    "prcc": {"rows": [("query_diff", "standard")], "why": "query set C (clothes-changing), multi-shot as CAL and GEFF"},
-    "ltcc": {"rows": [("query", "CC"), ("query", "standard")],
-             "why": "the README says clothes-changing (CC), but 74.8 and 76.3 are close to CAL's and AIM's "
-                    "general (standard) top-1 and 45.7 to the CC one: both of our rows are shown"},
-    "last": {"rows": [("query", "standard")], "why": "LaST's test protocol (every image its own camera)"},
-    "ccvid": {"rows": [("query", "tracklet")], "why": "tracklet accuracy (CCVID has no mAP in the README)"},
-    "vcclothes": {"rows": [("query", "CC"), ("query", "cameras-3-4")],
-                  "why": "GEFF's scripts only evaluate all cameras in CC mode, so the published number is "
-                         "assumed to be the all-camera CC row; the literature's clothes-changing VC-Clothes "
-                         "number (CAL's vcclothes_cc: cameras 3 and 4, standard mode) is shown beside it"},
-    "street42": {"rows": [("query", "tracklet")], "why": "tracklet accuracy; 'with extra data' is the "
-                                                         "fused+enriched+extra row"},
-    "demo": {"rows": [("query", "CC"), ("query", "standard")], "why": "the demo has LTCC's layout (no paper numbers)"},
-}
+    spec.name: {"rows": list(spec.paper.rows), "why": spec.paper.why} for spec in BUILT_IN_SPECS if spec.paper}
+
+
+def _spec(dataset: str) -> DatasetSpec | None:
+    try:
+        return dataset_spec(dataset)
+    except ValueError:  # a dataset this process has not registered
+        return None
 
 
 def setting_summary(settings: Any) -> dict[str, Any]:
@@ -79,23 +79,25 @@ def paper_table(dataset: str, table: pd.DataFrame, settings: Any | None = None) 
     (fractions). Columns: ``source`` (ours: config, or the README version), ``query_set``,
     ``mode``, ``top1``, ``mAP``, ``note``. With ``settings``, our rows' note says whether
     the run is the paper's setting (:func:`setting_summary`)."""
-    spec = PAPER_ROWS.get(dataset, {"rows": [("query", "standard")], "why": ""})
+    spec = _spec(dataset)
     note = setting_summary(settings)["statement"] if settings is not None else ""
     rows = []
-    for role, mode in spec["rows"]:
+    for role, mode in paper_rows(dataset):
         ours = table[(table["query_set"] == role) & (table["mode"] == mode)]
         rows += [{"source": f"ours: {r['config']}", "query_set": role, "mode": mode, "top1": r["top1"],
                   "mAP": r.get("mAP", _NAN), "note": note} for _, r in ours.iterrows()]
-    for r in PAPER_RESULTS[PAPER_RESULTS["dataset"] == dataset].itertuples():
-        variant = f", {r.variant}" if r.variant else ""
-        rows.append({"source": f"paper: README {r.date} ({r.commit}){variant}", "query_set": "", "mode": "",
-                     "top1": r.top1 / 100, "mAP": r.mAP / 100, "note": r.title})
+    for r in (_published_rows(spec) if spec is not None else []):
+        variant = f", {r['variant']}" if r["variant"] else ""
+        rows.append({"source": f"paper: README {r['date']} ({r['commit']}){variant}", "query_set": "", "mode": "",
+                     "top1": r["top1"] / 100, "mAP": r["mAP"] / 100, "note": r["title"]})
     out = pd.DataFrame(rows, columns=["source", "query_set", "mode", "top1", "mAP", "note"])
-    out.attrs["why"] = spec["why"]
+    out.attrs["why"] = spec.paper.why if spec is not None and spec.paper is not None else ""
     return out
 
 
 def paper_rows(dataset: str) -> Sequence[tuple[str, str]]:
-    """The (query set, mode) rows the paper's number corresponds to (first: the headline one)."""
-    return PAPER_ROWS.get(dataset, {"rows": [("query", "standard")]})["rows"]
+    """The (query set, mode) rows the paper's number corresponds to (first: the headline one;
+    the dataset's spec says, default: query, standard)."""
+    spec = _spec(dataset)
+    return list(spec.paper_rows) if spec is not None else [("query", "standard")]
 

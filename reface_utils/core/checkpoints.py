@@ -8,7 +8,7 @@ registry says ``null`` (we never invent one): the digest is pinned in
 all its files are there; weights: the model loaded them, right keys and shapes, finite
 values, see :func:`confirm`), so every later load is verified. A wrong file is never
 pinned. When a pinned digest no longer matches (you replaced the file on purpose), clear
-the pin with ``python -m reface_utils.checkpoints forget <name>``. A lock file that is
+the pin with ``reface checkpoints forget <name>``. A lock file that is
 not valid is an error, never silently rewritten.
 
 Rules, in order of precedence:
@@ -43,7 +43,7 @@ from .paths import weights_dir
 __all__ = [
     "Checkpoint", "CheckpointError", "ChecksumError", "DownloadError", "NotACheckpointError",
     "REGISTRY_PATH", "load_registry", "get", "resolve", "download", "sha256sum", "verify_file",
-    "lock_path", "default_reid_checkpoint", "dataset_instructions", "confirm", "forget",
+    "lock_path", "confirm", "forget",
     "read_lock", "main",
 ]
 
@@ -82,7 +82,7 @@ class Checkpoint:
     format: str
     sha256: str | None
     manual: str
-    dataset: str | None = None
+    dataset: str | None = None  # the data the weights were trained on (a dataset's default: its spec)
     extract_to: str | None = None
     required_files: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -148,24 +148,6 @@ def get(name: str, registry: Mapping[str, Checkpoint] | None = None) -> Checkpoi
     if name not in registry:
         raise KeyError(f"unknown checkpoint {name!r}; the registry lists: {', '.join(sorted(registry))}")
     return registry[name]
-
-
-def default_reid_checkpoint(dataset: str) -> str | None:
-    """The registry name of the CAL checkpoint trained on ``dataset``, if there is one."""
-    for ckpt in load_registry().values():
-        if ckpt.kind == "reid" and ckpt.architecture == "cal" and ckpt.dataset == dataset.lower():
-            return ckpt.name
-    return None
-
-
-def dataset_instructions(name: str, path: str | os.PathLike | None = None) -> str:
-    """Where a dataset comes from (the registry's ``datasets`` section): datasets are
-    distributed by their authors, often on request, so ReFace never fetches them itself."""
-    data = json.loads(Path(path or REGISTRY_PATH).read_text())
-    for entry in data.get("datasets", []):
-        if entry["name"] == name:
-            return entry["manual"]
-    return f"no download instructions are registered for {name!r}"
 
 
 # --- verification ---------------------------------------------------------------
@@ -473,10 +455,11 @@ def resolve(name_or_path: str | os.PathLike, *, local_path: str | os.PathLike | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m reface_utils.checkpoints forget <name>`` / ``list``."""
+    """``python -m reface_utils.core.checkpoints forget <name>`` / ``list`` (``reface checkpoints`` is the
+    command users type)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m reface_utils.checkpoints",
+    parser = argparse.ArgumentParser(prog="python -m reface_utils.core.checkpoints",
                                      description="The checkpoint lock file (pinned SHA-256 digests).")
     sub = parser.add_subparsers(dest="command", required=True)
     drop = sub.add_parser("forget", help="clear a pinned digest (after replacing a wrong file)")

@@ -20,7 +20,7 @@ from typing import IO, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["sha256_file", "atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_savez",
+__all__ = ["sha256_file", "atomic_write", "atomic_write_text", "atomic_savez",
            "atomic_folder", "current_umask", "apply_umask", "write_error"]
 
 
@@ -93,11 +93,6 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, mode: 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write(path, lambda f: f.write(text.encode()))
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    return atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_savez(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, compressed: bool = False) -> Path:

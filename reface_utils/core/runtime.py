@@ -1,14 +1,14 @@
 """What this machine offers ReFace: devices, onnxruntime providers, Colab, and sanity checks.
 
-``python -m reface_utils.runtime --check`` prints a short report and fails when the
+``reface check`` prints a short report and fails when the
 install is broken in a way that would bite later: ``onnxruntime`` and ``onnxruntime-gpu``
 both installed (they ship the same ``onnxruntime`` module and whichever was installed
 last silently wins), or torch sees a CUDA GPU while a real onnxruntime session runs on
 the CPU (a CPU-only build, or a GPU build for another CUDA major whose provider cannot
 load: onnxruntime then falls back to the CPU with a log line only).
 
-``python -m reface_utils.runtime --gpu-requirement`` prints the pip requirement of the
-onnxruntime build that matches torch's CUDA runtime; ``--install-gpu`` swaps the installed
+``python -m reface_utils.core.runtime --gpu-requirement`` prints the pip requirement of the
+onnxruntime build that matches torch's CUDA runtime; ``reface install-gpu`` swaps the installed
 onnxruntime for it (unless it is already there) and runs the check (``make gpu``, Colab).
 """
 from __future__ import annotations
@@ -21,11 +21,11 @@ import warnings
 from typing import Sequence
 
 __all__ = ["library_versions", "installed_version", "onnxruntime_conflict", "onnx_providers", "torch_device",
-           "in_colab", "report", "torch_cuda_version", "onnxruntime_requirement", "session_providers",
+           "report", "torch_cuda_version", "onnxruntime_requirement", "session_providers",
            "cuda_provider_problem", "ONNXRUNTIME_GPU_FOR_CUDA", "requirement_installed", "install_commands"]
 
 GPU_FIX = ("pip uninstall -y onnxruntime onnxruntime-gpu && pip install --no-deps --force-reinstall "
-           '"$(python -m reface_utils.runtime --gpu-requirement)"')
+           '"$(python -m reface_utils.core.runtime --gpu-requirement)"')
 
 #: onnxruntime-gpu releases on PyPI by the CUDA major their wheels are built for. Within a
 #: major any minor works (NVIDIA's minor version compatibility, as ORT's CUDA EP docs say).
@@ -121,7 +121,7 @@ def onnxruntime_requirement(cuda_version: str | None) -> str:
         known = ", ".join(f"{m}.x" for m in ONNXRUNTIME_GPU_FOR_CUDA)
         raise ValueError(f"no onnxruntime-gpu on PyPI is known to be built for CUDA {cuda_version} (known: "
                          f"{known}); install one that is by hand (see onnxruntime.ai/docs/execution-providers/"
-                         "CUDA-ExecutionProvider.html), or extend ONNXRUNTIME_GPU_FOR_CUDA in reface_utils/runtime.py")
+                         "CUDA-ExecutionProvider.html), or extend ONNXRUNTIME_GPU_FOR_CUDA in reface_utils/core/runtime.py")
     return ONNXRUNTIME_GPU_FOR_CUDA[major]
 
 
@@ -185,10 +185,6 @@ def cuda_provider_problem(torch_sees_cuda: bool, providers: Sequence[str],
         why = "this onnxruntime build has no CUDA provider (the CPU-only 'onnxruntime' package)"
     return (f"torch sees a CUDA GPU, but an onnxruntime session runs on {list(providers)}: {why}. "
             f"Face detection and recognition would run on the CPU. Fix:\n  {GPU_FIX}")
-
-
-def in_colab() -> bool:
-    return "google.colab" in sys.modules
 
 
 def report() -> dict[str, object]:

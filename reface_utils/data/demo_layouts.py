@@ -24,6 +24,10 @@ describes the demo dataset's own images (same ids, cameras, outfits, roles and o
 The demo is generated (or reused) next to it; the CSV is written into a folder of its own,
 never into the demo's folder.
 
+The writers stay here rather than in each dataset's module
+(``reface_utils.data.datasets.<name>``): they draw with the demo generator's people and
+image assets, which the parsers must not import.
+
 What each tree holds (per person of the demo's nine, unless said otherwise):
 
 ==========  ===================================================================
@@ -56,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from . import demo
+from .datasets import dataset_spec
 from ..core.files import atomic_write_text
 from ..core.paths import demo_root
 
@@ -66,10 +71,11 @@ LAYOUT_NAMES = ("prcc", "ltcc", "last", "ccvid", "vcclothes", "street42", "manif
 # never serves trees drawn by an older one.
 LAYOUT_VERSION = demo.generator_version(__file__, demo.DEMO_VERSION)
 
-#: Frames of a video tracklet; 42Street scores tracklets of at least 10 frames.
+#: Frames of a video tracklet; 42Street scores tracklets of at least 10 frames (its spec's
+#: min_track_frames), and its "unknown person" label is its spec's unknown_pid.
 _CCVID_FRAMES = 6
 _STREET42_FRAMES = 12
-_STREET42_UNKNOWN = 12  # 42Street's "unknown person" label
+_STREET42_UNKNOWN = dataset_spec("street42").unknown_pid
 
 
 class _Plan:
@@ -297,9 +303,9 @@ def _make_manifest(folder: Path, parent: Path, seed: int, force: bool) -> Path:
     return csv
 
 
-if __name__ == "__main__":  # python -m reface_utils.demo_layouts <layout> [root]: prints the folder (manifest: the CSV)
+if __name__ == "__main__":  # python -m reface_utils.data.demo_layouts <layout> [root] (also: reface demo-layout): prints the folder (manifest: the CSV)
     import sys
 
     if len(sys.argv) not in (2, 3) or sys.argv[1] not in LAYOUT_NAMES:
-        raise SystemExit(f"usage: python -m reface_utils.demo_layouts {{{','.join(LAYOUT_NAMES)}}} [root]")
+        raise SystemExit(f"usage: python -m reface_utils.data.demo_layouts {{{','.join(LAYOUT_NAMES)}}} [root]")
     print(make_layout_dataset(sys.argv[1], sys.argv[2] if len(sys.argv) == 3 else None))

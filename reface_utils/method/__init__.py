@@ -1,4 +1,4 @@
 """The method on features: feature containers, gallery enrichment, distance fusion, block-wise
 retrieval, metrics, tracklet scores (docs/METHOD.md). Pure numpy (torch only in
-``retrieval_torch``); imports only from ``core``.
+``retrieval``/``torch_backend``); imports only from ``core``.
 """

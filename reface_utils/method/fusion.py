@@ -1,8 +1,9 @@
 """ReID and face distances, gallery enrichment and their fusion (docs/METHOD.md section 4).
 
 Every function works on a whole distance matrix or on a block of query rows, so that
-``retrieval.py`` can run them block-wise; they compute in float32 (the features are
-float32) and never change their inputs unless given ``out=`` that aliases one.
+``retrieval/`` can run them block-wise (its numpy and torch backends share ``fuse_into``
+and ``EnrichmentLayout.lowest``, written for both); they compute in float32 (the features
+are float32) and never change their inputs unless given ``out=`` that aliases one.
 
 Conventions, each as the reference (GEFF ``Scripts/inference.py`` and
 ``FaceModules/insightface.py``) produces it:
@@ -48,6 +49,7 @@ __all__ = [
     "apply_enrichment",
     "enriched_distance",
     "fuse",
+    "fuse_into",
     "zero_faceless_rows",
     "face_distance_into",
     "self_pairs",
@@ -311,16 +313,19 @@ class EnrichmentLayout:
         order[position] = np.arange(len(e2g))
         return cls(order, position, cols[by_size], level_counts)
 
-    def lowest(self, samples: np.ndarray) -> np.ndarray:
+    def lowest(self, samples: np.ndarray, *, out: np.ndarray | None = None, xp=np) -> np.ndarray:
         """(rows, groups) smallest distance per group, from (rows, E) distances to the
-        samples in layout order (a new array)."""
+        samples in layout order: a new array, or written to ``out``. ``xp``: the array
+        namespace (numpy, or torch for tensors, with ``out`` given): the same minima."""
         counts = self.level_counts
+        if out is None:
+            out = np.empty((samples.shape[0], len(self.cols)), samples.dtype)
         if len(counts) == 0:
-            return np.empty((samples.shape[0], 0), samples.dtype)
-        out = samples[:, :counts[0]].copy()
+            return out
+        out[...] = samples[:, :counts[0]]
         offset = counts[0]
         for n in counts[1:]:
-            np.minimum(out[:, :n], samples[:, offset:offset + n], out=out[:, :n])
+            xp.minimum(out[:, :n], samples[:, offset:offset + n], out=out[:, :n])
             offset += n
         return out
 
@@ -429,7 +434,17 @@ def fuse(
         return out
     if out is face_distmat:
         raise ValueError("out may alias the ReID distances, not the face distances")
-    np.multiply(reid_distmat, dtype.type(alpha / (1.0 - alpha)), out=out)
-    np.add(out, face_distmat, out=out)
-    np.multiply(out, dtype.type(1.0 - alpha), out=out)
+    return fuse_into(reid_distmat, face_distmat, alpha, out, dtype=dtype)
+
+
+def fuse_into(reid, face, alpha: float, out, *, xp=np, dtype=np.float32):
+    """The fused distance for 0 < alpha < 1, written to ``out`` (which may alias ``reid``,
+    not ``face``): (1 - alpha) * (face + reid * (alpha / (1 - alpha))), three in-place
+    passes, the two constants rounded to ``dtype``. ``xp``: the array namespace, numpy or
+    torch (for tensors): the same passes with the same constants, so the same bits. No
+    checks: :func:`fuse` is the checked entry point; retrieval's backends call this."""
+    dtype = np.dtype(dtype).type
+    xp.multiply(reid, dtype(alpha / (1.0 - alpha)), out=out)
+    xp.add(out, face, out=out)
+    xp.multiply(out, dtype(1.0 - alpha), out=out)
     return out

@@ -258,7 +258,7 @@ class MetricAccumulator:
         count_before,
     ) -> "BlockMetrics":
         """score_block given two functions instead of the distance rows, so that the rows
-        can live elsewhere (``retrieval_torch``: on a GPU):
+        can live elsewhere (``retrieval.torch_backend``: on a GPU):
 
         gather(block_row, col) -> the distances at those (row, col) pairs (numpy);
         count_before(block_row, col, value) -> for each pair, the number of entries of its

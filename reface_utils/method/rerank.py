@@ -50,9 +50,7 @@ quicksort leaves them unspecified). Output is float32.
 """
 from __future__ import annotations
 
-import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -64,18 +62,10 @@ from tqdm.auto import tqdm
 from ..core import checks
 from ..core.arrays import concat_ranges
 from .fusion import cache_rows, face_distance_into, fuse, reid_distance
-from .retrieval import (
-    BlockScores,
-    EnrichedGallery,
-    FeatureSet,
-    RetrievalConfig,
-    RetrievalPlan,
-    RetrievalResult,
-    merge_blocks,
-    plan_retrieval,
-    resolve_device,
-    top_k,
-)
+from .retrieval import (BlockScores, EnrichedGallery, FeatureSet, PhaseClock, RetrievalConfig, RetrievalPlan,
+                        RetrievalResult, Workspace, merge_blocks, plan_retrieval, resolve_device, top_k)
+from .retrieval.blockstep import lowest_per_variant
+from .retrieval.numpy_backend import NumpyBackend
 
 __all__ = [
     "K1",
@@ -391,6 +381,7 @@ class _Products:
         self.sides = sides
         self._np: dict[str, np.ndarray] = {}
         self._t: dict = {}
+        self.synchronize = None  # for PhaseClock: the device's queued work counts in its phase
         if device != "numpy":
             import torch
 
@@ -400,6 +391,8 @@ class _Products:
                 warnings.warn("torch float32 matmul precision is not 'highest' (TF32 products): re-ranked "
                               "distances will differ from the numpy path", stacklevel=3)
             self.tensors = {k: torch.from_numpy(v).to(self.dev) for k, v in sides.items()}
+            if self.dev.type == "cuda":
+                self.synchronize = lambda: torch.cuda.synchronize(self.dev)
 
     def release(self, *names: str) -> None:
         """Let the named buffers go (e.g. the neighbour pass's, before the output pass)."""
@@ -463,6 +456,7 @@ class _QueryGallery:
         self.n_query, self.n_gallery = len(products.sides["q"]), len(products.sides["g"])
         if any(v is not None for v in self.variants):
             layout, enriched = plan.e_layout, plan.enriched
+            self.enrich = NumpyBackend(plan, Workspace())  # retrieval's min-enrichment rule
             self.cols = layout.cols
             by_gallery = np.argsort(enriched.gallery_index, kind="stable")  # samples per gallery image
             self.samples = by_gallery
@@ -476,13 +470,8 @@ class _QueryGallery:
         if any(v is not None for v in self.variants):
             plan = self.plan
             samples = self.products.block("q", a, b, "e", name="qe", cpu=True)  # layout order
-            for own_left_out in sorted({v for v in self.variants if v is not None}):
-                if own_left_out:
-                    rows = np.arange(a, b)
-                    counts = plan.self_start[rows + 1] - plan.self_start[rows]
-                    own = plan.self_e[concat_ranges(plan.self_start[rows], counts)]
-                    samples[np.repeat(np.arange(b - a), counts), plan.e_layout.position[own]] = np.inf
-                lowest[own_left_out] = plan.e_layout.lowest(samples)
+            lowest = lowest_per_variant(self.enrich, plan.e_layout, samples, plan.own_copies(np.arange(a, b)),
+                                        {v for v in self.variants if v is not None})
             plain = r[:, self.cols]
         for variant in self.variants:
             if variant is None:
@@ -530,27 +519,6 @@ def _dots(a: np.ndarray, ia: np.ndarray, b: np.ndarray, ib: np.ndarray) -> np.nd
     return out
 
 
-class _Clock:
-    def __init__(self, sink: dict[str, float] | None, products: _Products | None = None) -> None:
-        self.sink, self.products = sink, products
-
-    @contextmanager
-    def __call__(self, phase: str):
-        if self.sink is None:
-            yield
-            return
-        sync = getattr(self.products, "dev", None)
-        if sync is not None and sync.type == "cuda":
-            self.products.torch.cuda.synchronize(sync)
-        start = time.perf_counter()
-        try:
-            yield
-        finally:
-            if sync is not None and sync.type == "cuda":
-                self.products.torch.cuda.synchronize(sync)
-            self.sink[phase] = self.sink.get(phase, 0.0) + time.perf_counter() - start
-
-
 def _budget(device: str) -> int:
     return _BLOCK_BYTES_CUDA if device.startswith("cuda") else _BLOCK_BYTES
 
@@ -563,7 +531,7 @@ def _block_rows(width: int, device: str, block_size: int | None) -> int:
 
 
 def _neighbour_graphs(products: _Products, source: _QueryGallery, k: int, block: int, gallery_block: int,
-                      budget: int, clock: _Clock, progress: bool) -> dict[object, _Graph]:
+                      budget: int, clock: PhaseClock, progress: bool) -> dict[object, _Graph]:
     """Every image's k nearest and largest distance, per variant of the query x gallery
     block, from one pass of block-wise products (no N x N array)."""
     n_q, n_g = source.n_query, source.n_gallery
@@ -708,7 +676,7 @@ class _Reranker:
             sides["e"] = plan.e_reid
         self.products = _Products(device, sides)
         self.source = _QueryGallery(self.products, variants, plan)
-        self.clock = _Clock(timings, self.products)
+        self.clock = PhaseClock(timings, self.products.synchronize)
         n_q, n_g = len(xq), len(xg)
         self.block = _block_rows(max(n_q, n_g), device, block_size)
         g_block = block_size if block_size is not None else (4096 if device.startswith("cuda") else 1024)

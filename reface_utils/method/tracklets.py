@@ -30,8 +30,9 @@ tracklet by majority vote (``enrich.enrich_gallery(..., vote_by_track=True)``, t
 of docs/METHOD.md section 3), so every frame of a voted tracklet is added. ``exclude_self=True`` keeps a tracklet from matching its own appended frames.
 
 Evaluation (GEFF ``evaluate.py``): CCVID, accuracy over tracklets; 42Street, tracklets
-with fewer than 10 frames are skipped and the "unknown" identity (12) is not scored;
-accuracy per tracklet and per image (tracklets weighted by their frames).
+with fewer than 10 frames are skipped and the "unknown" identity (12) is not scored (the
+caller passes both, from the dataset's spec); accuracy per tracklet and per image
+(tracklets weighted by their frames).
 """
 from __future__ import annotations
 
@@ -49,12 +50,7 @@ __all__ = [
     "track_identity_scores",
     "fuse_track_scores",
     "evaluate_tracks",
-    "STREET42_MIN_FRAMES",
-    "STREET42_UNKNOWN_PID",
 ]
-
-STREET42_MIN_FRAMES = 10  # GEFF evaluate.py TRACK_MIN_IMGS
-STREET42_UNKNOWN_PID = 12  # GEFF evaluate.py: label 12 is "unknown person", not scored
 
 
 @dataclass(eq=False)
@@ -278,8 +274,8 @@ class VideoResult:
 
 
 def evaluate_tracks(scores: TrackScores, *, min_frames: int = 0, unknown_pid=None) -> VideoResult:
-    """Accuracy of the arg-max identity. CCVID: defaults. 42Street:
-    ``min_frames=STREET42_MIN_FRAMES, unknown_pid=STREET42_UNKNOWN_PID``.
+    """Accuracy of the arg-max identity. The caller passes the dataset's protocol (its spec's
+    ``min_track_frames`` and ``unknown_pid``: 42Street 10 and 12; CCVID the defaults).
 
     Tracklets shorter than ``min_frames`` are skipped first; then tracklets of the
     unknown identity are counted but not scored. No scored tracklet -> accuracies NaN.

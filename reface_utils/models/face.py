@@ -46,7 +46,7 @@ from ..core.runtime import library_versions, onnx_providers
 from ..method.features import FaceFeatures, unit_rows
 
 __all__ = ["FaceFeatures", "FaceModel", "SFaceModel", "InsightFaceModel", "load_face_model",
-           "FACE_MODELS", "auto_providers", "register_face_model", "available_face_models", "FaceFactory",
+           "FACE_MODELS", "register_face_model", "available_face_models", "FaceFactory",
            "face_model_thresholds", "THRESHOLD_NAMES"]
 
 #: Backend names accepted by :func:`load_face_model`.
@@ -61,7 +61,6 @@ _BUFFALO_FILES = ("det_10g.onnx", "w600k_r50.onnx")
 
 
 # --------------------------------------------------------------------------- helpers
-auto_providers = onnx_providers  # the package's one provider picker (runtime.py): CUDA first when built in
 
 
 @functools.lru_cache(maxsize=32)
@@ -322,7 +321,7 @@ class SFaceModel(FaceModel):
         # Let constant folding dequantise the int8 weights once at load instead of on
         # every call (same outputs to 1e-5; about 1.5x faster per face on CPU).
         options.add_session_config_entry("session.disable_quant_qdq", "1")
-        self.providers = list(providers) if providers is not None else auto_providers()
+        self.providers = list(providers) if providers is not None else onnx_providers()
         self.session = onnxruntime.InferenceSession(_sface_session_bytes(self.recogniser_path), options,
                                                     providers=self.providers)
         self._input = self.session.get_inputs()[0].name
@@ -421,7 +420,7 @@ class InsightFaceModel(FaceModel):
         super().__init__(det_size=det_size, det_thresh=det_thresh, nms_thresh=nms_thresh)
         from insightface.app import FaceAnalysis
         self.pack_dir = _resolve_pack_dir(pack_dir, root)
-        self.providers = list(providers) if providers is not None else auto_providers()
+        self.providers = list(providers) if providers is not None else onnx_providers()
         ctx_id = 0 if self.providers[0] == "CUDAExecutionProvider" else -1
         self.app = FaceAnalysis(name=str(self.pack_dir), allowed_modules=["detection", "recognition"],
                                 providers=self.providers)

@@ -15,7 +15,7 @@ import pandas as pd
 from ...core import checkpoints
 from ...core.image_sizes import MIN_PERSON_SIDE, image_sizes, too_small
 from ..cluster import check_engine
-from ...data.datasets import Dataset, DatasetError, load_dataset
+from ...data.datasets import BUILT_IN_SPECS, Dataset, DatasetError, dataset_spec, load_dataset
 from ...method.features import FaceFeatures, unreadable_mask
 from ...models.face import load_face_model
 from ...models.reid import load_reid_model
@@ -73,6 +73,12 @@ _REID_WEIGHTS = {"mobilenetv2-imagenet": "mobilenetv2_imagenet"}
 _FACE_WEIGHTS = {"sface": ("yunet_int8bq", "sface_int8bq"), "insightface": ("buffalo_l",), "buffalo_l": ("buffalo_l",)}
 
 
+def _published_checkpoints() -> str:
+    """The registry names of the datasets' CAL checkpoints (from their specs)."""
+    names = [spec.reid_checkpoint for spec in BUILT_IN_SPECS if spec.reid_checkpoint]
+    return " or ".join(names[:2]) if names else "cal_<dataset>"
+
+
 def check_requirements(settings: Settings, *, download: bool = True) -> pd.DataFrame:
     """One row per thing the run needs (ReID weights, face model, dataset): ``status``
     "ok" or "missing", and ``detail`` (where it is, or exactly how to get it).
@@ -99,8 +105,8 @@ def check_requirements(settings: Settings, *, download: bool = True) -> pd.DataF
     elif settings.reid_model == "cal" and settings.reid_checkpoint is None:
         rows.append({"what": "reid weights", "name": "cal", "status": "missing",
                      "detail": f"no CAL checkpoint is published for {settings.dataset!r}: pass reid_checkpoint=<a "
-                               ".pth.tar you trained, or a registry name such as cal_ltcc>, or choose "
-                               "reid_model='mobilenetv2-imagenet' (offline, not the paper's setting)"})
+                               f".pth.tar you trained, or a registry name such as {_published_checkpoints()}>, "
+                               "or choose reid_model='mobilenetv2-imagenet' (offline, not the paper's setting)"})
     elif settings.reid_model == "cal":
         weights("reid weights", settings.reid_checkpoint)
     elif settings.reid_model in _REID_WEIGHTS:
@@ -121,7 +127,7 @@ def check_requirements(settings: Settings, *, download: bool = True) -> pd.DataF
         rows.append({"what": "dataset", "name": settings.dataset, "status": "ok", "detail": f"{ds.root} ({counts})"})
     except (DatasetError, FileNotFoundError) as exc:
         rows.append({"what": "dataset", "name": settings.dataset, "status": "missing",
-                     "detail": f"{exc}\n  {checkpoints.dataset_instructions(settings.dataset)}"})
+                     "detail": f"{exc}\n  {dataset_spec(settings.dataset).instructions}"})
     return pd.DataFrame(rows, columns=["what", "name", "status", "detail"])
 
 

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from ...core import checkpoints
 from ...core.checks import choice, integer, number, text
 from ...core.plugins import load_entry_point_plugins, load_plugins
 from ...core.paths import results_dir
-from ...data.datasets import canonical_name, registered_enrichment_rules
+from ...data.datasets import (BUILT_IN_SPECS, DatasetSpec, EnrichmentRules, available_datasets, canonical_name,
+                              dataset_spec)
 from ...models.face import available_face_models, face_model_thresholds
 from ...models.reid import available_reid_models
 
@@ -32,89 +32,88 @@ PAPER_FACE_MODELS = ("insightface", "buffalo_l")
 PAPER_REID_MODEL = "cal"
 
 
-#: Datasets whose defaults are the offline models (no download): the generated demo.
-OFFLINE_DATASETS = ("demo",)
-
-
 #: ``reid_model`` value that reads the ReID features from ``reid_features`` (your model's).
 FEATURES_MODEL = "features"
 
 
-@dataclass(frozen=True)
-class EnrichmentDefaults:
-    """How the reference enriches one dataset's gallery (docs/METHOD.md, section 3).
-
-    ``clothes_changing``: gallery images in the query's own clothes are excluded (the
-    reference's ``--CC``); ``vote_by_track``: a tracklet's frames share the majority
-    label of their face matches (else every frame is enriched on its own face).
-    """
-
-    clothes_changing: bool
-    vote_by_track: bool
-    why: str
+#: The offline models: the defaults of a dataset whose spec says ``offline_models`` (the demo).
+OFFLINE_FACE_MODEL, OFFLINE_REID_MODEL = "sface", "mobilenetv2-imagenet"
 
 
-#: The reference's enrichment settings per dataset. Its ``--CC`` flag defaults to off and
-#: its only published command (LTCC) turns it on; PRCC and LaST have no clothes labels in
-#: the reference's enrichment code (camera exclusion only), 42Street has neither cameras
-#: nor clothes; only CCVID's gallery builder votes per tracklet.
+#: How the reference enriches one dataset's gallery: the ``enrichment`` of a dataset's spec
+#: (:class:`reface_utils.data.datasets.EnrichmentRules`, under its former name here).
+EnrichmentDefaults = EnrichmentRules
+
+
+#: Built-in datasets whose defaults are the offline models (no download): from their specs.
+OFFLINE_DATASETS = tuple(spec.name for spec in BUILT_IN_SPECS if spec.offline_models)
+#: The dataset of a run that names none: the offline one (the generated demo: no download).
+DEFAULT_DATASET = OFFLINE_DATASETS[0]
+
+
+#: The reference's enrichment settings per built-in dataset, from their specs. Its ``--CC``
+#: flag defaults to off and its only published command (LTCC) turns it on; PRCC and LaST
+#: have no clothes labels in the reference's enrichment code (camera exclusion only),
+#: 42Street has neither cameras nor clothes; only CCVID's gallery builder votes per tracklet.
 ENRICHMENT_DEFAULTS: dict[str, EnrichmentDefaults] = {
-    "prcc": EnrichmentDefaults(False, False, "no clothes labels in the reference's enrichment: camera exclusion only"),
-    "ltcc": EnrichmentDefaults(True, False, "published command: --CC"),
-    "last": EnrichmentDefaults(False, False, "no clothes labels in test (clothes id = pid)"),
-    "ccvid": EnrichmentDefaults(False, True, "majority vote per tracklet (gallery_builder_CCVID)"),
-    "vcclothes": EnrichmentDefaults(False, False, "--CC off (the reference's default)"),
-    "vcclothes_sc": EnrichmentDefaults(False, False, "--CC off (the reference's default)"),
-    "vcclothes_cc": EnrichmentDefaults(False, False, "--CC off (the reference's default)"),
-    "street42": EnrichmentDefaults(False, False, "frame by frame, no cameras or clothes; extra data when present"),
-    "demo": EnrichmentDefaults(True, False, "LTCC layout: as LTCC"),
-}
+    spec.name: spec.enrichment for spec in BUILT_IN_SPECS if spec.enrichment is not None}
+
+
+def _spec(dataset: str) -> DatasetSpec | None:
+    try:
+        return dataset_spec(dataset)
+    except ValueError:  # not registered (e.g. a plugin's, not loaded in this process)
+        return None
+
+
+def _paper_checkpoint(dataset: str) -> str | None:
+    """The dataset's CAL checkpoint (its spec's), None where none is published or the
+    dataset is not registered in this process."""
+    spec = _spec(dataset)
+    return spec.reid_checkpoint if spec is not None else None
 
 
 def enrichment_rules(dataset: str) -> EnrichmentDefaults | None:
-    """The enrichment rules of a dataset: the reference's for the built-in ones, those a
-    registered dataset brought (``register_dataset(..., enrichment={...})``), else None.
+    """The enrichment rules of a dataset, from its spec: the reference's for the built-in
+    ones, those a registered dataset brought (``register_dataset(..., enrichment={...})``),
+    else None.
 
     None (a manifest, or a registered dataset without rules): the settings' own values, and
     where those are None the documented defaults, decided from the data: the clothes
     filter on when every image has a clothes label (as LTCC's published command), a vote
     per tracklet for video datasets.
     """
-    if dataset in ENRICHMENT_DEFAULTS:
-        return ENRICHMENT_DEFAULTS[dataset]
-    rules = registered_enrichment_rules(dataset)
-    if rules is None:
-        return None
-    return EnrichmentDefaults(bool(rules.get("clothes_changing", False)), bool(rules.get("vote_by_track", False)),
-                              str(rules.get("why", "registered with the dataset")))
+    spec = _spec(dataset)
+    return spec.enrichment if spec is not None else None
 
 
 def enrichment_defaults_table() -> pd.DataFrame:
-    """The per-dataset enrichment defaults with the face thresholds, one row per dataset."""
-    rows = [{"dataset": name, "clothes_changing": d.clothes_changing,
-             "vote": "per tracklet" if d.vote_by_track else "per image/frame",
-             "extra_data": "when present" if name == "street42" else "-", "why": d.why}
-            for name, d in ENRICHMENT_DEFAULTS.items()]
-    return pd.DataFrame(rows)
+    """The per-dataset enrichment defaults, one row per registered dataset with rules of its own."""
+    specs = [dataset_spec(name) for name in available_datasets()]
+    rows = [{"dataset": spec.name, "clothes_changing": spec.enrichment.clothes_changing,
+             "vote": "per tracklet" if spec.enrichment.vote_by_track else "per image/frame",
+             "extra_data": "when present" if spec.extra_data else "-", "why": spec.enrichment.why}
+            for spec in specs if spec.enrichment is not None]
+    return pd.DataFrame(rows, columns=["dataset", "clothes_changing", "vote", "extra_data", "why"])
 
 
 @dataclass
 class Settings:
     """Every parameter of a run (the notebooks' parameters cell, checked)."""
 
-    dataset: str = "demo"
+    dataset: str = DEFAULT_DATASET
     data_root: str | None = None
-    reid_model: str | None = None        # None: "mobilenetv2-imagenet" for demo, else "cal"
-    reid_checkpoint: str | None = None   # None: the registry's CAL checkpoint for the dataset
+    reid_model: str | None = None        # None: "mobilenetv2-imagenet" for the demo (offline_models), else "cal"
+    reid_checkpoint: str | None = None   # None: the dataset's CAL checkpoint (its spec's reid_checkpoint)
     face_model: str | None = None        # None: the paper's (insightface, buffalo_l); sface for the demo
     alpha: float = 0.75
     det_threshold: float | None = None         # faces at inference (None: DEFAULT_THRESHOLDS[face_model])
     enrich_det_threshold: float | None = None  # faces when enriching (None: det_threshold if given, else the default)
     sim_threshold: float | None = None
     rank_diff: float = 0.0
-    clothes_changing: bool | None = None # None: ENRICHMENT_DEFAULTS[dataset]
-    vote_by_track: bool | None = None    # None: ENRICHMENT_DEFAULTS[dataset]
-    extra_data: bool | None = None       # 42Street extra-data folder; None: used when present
+    clothes_changing: bool | None = None # None: the dataset's enrichment rules (enrichment_rules)
+    vote_by_track: bool | None = None    # None: the dataset's enrichment rules (enrichment_rules)
+    extra_data: bool | None = None       # extra-data folder (42Street's); None: used when present
     enrichment: str = "min"              # "min" (GEFF) or "append" (ReFace v1)
     device: str = "auto"
     batch_size: int = 64
@@ -133,11 +132,12 @@ class Settings:
     rerank_lambda: float = 0.3
 
     def __post_init__(self) -> None:
-        self.dataset = canonical_name(self.dataset)
-        if not 0.0 <= float(self.alpha) <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1] (1 = ReID only, 0 = face only), got {self.alpha}")
+        # the one check of every value (check_parameters' too), then the defaults they leave open
+        for name, value in _checked_values({f.name: getattr(self, f.name) for f in fields(self)}).items():
+            setattr(self, name, value)
+        spec = self.spec
         if self.face_model is None:
-            self.face_model = "sface" if self.dataset in OFFLINE_DATASETS else PAPER_FACE_MODELS[0]
+            self.face_model = OFFLINE_FACE_MODEL if spec.offline_models else PAPER_FACE_MODELS[0]
         self.face_model = _face_model_name(self.face_model)
         defaults = face_model_thresholds(self.face_model)
         if defaults is None:
@@ -156,27 +156,30 @@ class Settings:
             self.det_threshold = defaults["det_threshold"]
         if self.sim_threshold is None:
             self.sim_threshold = defaults["sim_threshold"]
-        protocol = enrichment_rules(self.dataset)
+        protocol = spec.enrichment
         if protocol is not None:  # else: decided from the data (enrichment_rules' docstring)
             if self.clothes_changing is None:
                 self.clothes_changing = protocol.clothes_changing
             if self.vote_by_track is None:
                 self.vote_by_track = protocol.vote_by_track
-        if self.extra_data and self.dataset != "street42":
-            raise ValueError(f"extra_data=True: only 42Street has an extra-data folder, not {self.dataset!r}")
+        if self.extra_data and not spec.extra_data:
+            having = [dataset_spec(name).title for name in available_datasets() if dataset_spec(name).extra_data]
+            raise ValueError(f"extra_data=True: only {' and '.join(having) or 'a dataset with extra data'} "
+                             f"{'has' if len(having) < 2 else 'have'} an extra-data folder, not {self.dataset!r}")
         if self.reid_model is None:
-            self.reid_model = "mobilenetv2-imagenet" if self.dataset == "demo" else "cal"
-        if self.reid_model == "cal" and self.reid_checkpoint is None:
+            self.reid_model = OFFLINE_REID_MODEL if spec.offline_models else PAPER_REID_MODEL
+        if self.reid_model == PAPER_REID_MODEL and self.reid_checkpoint is None:
             # None stays None where no CAL checkpoint is published (VC-Clothes, 42Street):
             # check_requirements then says what to pass, before any work
-            self.reid_checkpoint = checkpoints.default_reid_checkpoint(self.dataset)
-        if self.enrichment not in ("min", "append"):
-            raise ValueError(f"enrichment must be 'min' or 'append', got {self.enrichment!r}")
-        if not isinstance(self.amp, bool):
-            raise ValueError(f"amp must be True or False, got {self.amp!r}")
+            self.reid_checkpoint = spec.reid_checkpoint
         if (self.reid_model == FEATURES_MODEL) != (self.reid_features is not None):
             raise ValueError("reid_model='features' and reid_features=<a .npz of paths and features> go together "
                              f"(got reid_model={self.reid_model!r}, reid_features={self.reid_features!r})")
+
+    @property
+    def spec(self) -> DatasetSpec:
+        """Everything the project knows about the dataset (:func:`reface_utils.data.datasets.dataset_spec`)."""
+        return dataset_spec(self.dataset)
 
     @property
     def paper_setting(self) -> list[str]:
@@ -191,9 +194,8 @@ class Settings:
             differs.append(f"ReID features from {self.reid_features} (paper: CAL)")
         elif self.reid_model != PAPER_REID_MODEL:
             differs.append(f"ReID model {self.reid_model} (paper: CAL)")
-        elif self.reid_checkpoint != checkpoints.default_reid_checkpoint(self.dataset):
-            differs.append(f"ReID checkpoint {self.reid_checkpoint} (paper: "
-                           f"{checkpoints.default_reid_checkpoint(self.dataset) or 'none registered'})")
+        elif self.reid_checkpoint != (paper_checkpoint := _paper_checkpoint(self.dataset)):
+            differs.append(f"ReID checkpoint {self.reid_checkpoint} (paper: {paper_checkpoint or 'none registered'})")
         if self.amp:
             differs.append("ReID in fp16 autocast (paper: fp32)")
         return differs
@@ -254,22 +256,30 @@ def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     ``"42street"`` -> ``"street42"``; ``face_model``/``enrichment`` lower-cased; whole
     floats for integers). Any problem is one ``ValueError`` naming the parameter, the
     value and what is allowed (``TypeError`` for unknown names, with the closest known
-    one). Parameters not listed here pass through to :class:`Settings`, which checks them.
+    one). :class:`Settings` runs the same value check (one function) when it is built.
     """
-    # plugins first: they register the datasets and models the other parameters may name
+    _known_names_and_plugins(parameters)
+    return _checked_values(parameters)
+
+
+def _known_names_and_plugins(parameters: Mapping[str, Any]) -> None:
+    """Plugins first (they register the datasets and models the other parameters may name),
+    then every name must be a parameter (a TypeError with the closest name otherwise)."""
     load_entry_point_plugins()
-    plugins = _plugins(parameters.get("plugins"))
-    load_plugins(plugins)
+    load_plugins(_plugins(parameters.get("plugins")))
     known = list(PARAMETERS)
     unknown = sorted(set(parameters) - set(known))
     if unknown:
         hints = [f"{u!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(u, known, 1))
                  else repr(u) for u in unknown]
         raise TypeError(f"unknown parameter(s) {', '.join(hints)}; known: {', '.join(known)}")
+
+
+def _checked_values(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The one check of every value (type, range, spelling; names normalised)."""
     out = dict(parameters)
-    if "plugins" in out:
-        out["plugins"] = plugins
     checks = {
+        "plugins": _plugins,
         "dataset": _dataset_name,
         "data_root": lambda v: text("data_root", v, optional=True, path=True),
         "reid_model": _reid_model_name,
@@ -372,8 +382,10 @@ def _device(value: Any) -> str:
 
 
 def settings_for(**parameters: Any) -> Settings:
-    """Settings from notebook parameters, all checked first (:func:`check_parameters`)."""
-    return Settings(**check_parameters(parameters))
+    """Settings from notebook parameters: plugins loaded and names checked here, every value
+    checked once, by :class:`Settings` itself."""
+    _known_names_and_plugins(parameters)
+    return Settings(**parameters)
 
 
 def settings_from_namespace(namespace: Mapping[str, Any], *, own: Sequence[str] = ()) -> Settings:

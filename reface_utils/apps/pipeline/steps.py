@@ -13,15 +13,14 @@ import pandas as pd
 
 from .. import paper
 from ..cluster import check_engine
-from ...data.datasets import Dataset
+from ...data.datasets import Dataset, dataset_spec
 from ...method.enrich import Enrichment, enrich_gallery, enrichment_sweep
 from ...method.fusion import apply_enrichment, face_distance, fuse, reid_distance, zero_faceless_rows
 from ...method.metrics import MODES
 from ...method.protocols import single_shot_galleries, subset_enrichment, take_rows
 from ...method.rerank import combine_results, rerank_configs, rerank_retrieval
 from ...method.retrieval import EnrichedGallery, RetrievalConfig, RetrievalResult, default_configs, run_retrieval
-from ...method.tracklets import (STREET42_MIN_FRAMES, STREET42_UNKNOWN_PID, EnrichedFrames, evaluate_tracks,
-                                 fuse_track_scores, track_identity_scores)
+from ...method.tracklets import EnrichedFrames, evaluate_tracks, fuse_track_scores, track_identity_scores
 from .settings import Settings
 from .features import DatasetFeatures, _queries
 
@@ -49,7 +48,7 @@ def _enrichment_inputs(dataset: Dataset, features: DatasetFeatures, settings: Se
 def run_enrichment(dataset: Dataset, features: DatasetFeatures, settings: Settings) -> Enrichment:
     """Gallery enrichment from all query sets together (PRCC: B and C) and, for 42Street,
     the extra-data crops when used (docs/METHOD.md section 3), with the dataset's
-    reference defaults (:data:`ENRICHMENT_DEFAULTS`) unless the settings override them.
+    reference defaults (its spec's enrichment rules) unless the settings override them.
 
     ``query_index`` counts over the concatenated source rows
     (``features.rows(query_roles + extra_roles)``); ``source`` says ``query`` or
@@ -134,8 +133,8 @@ def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment
     if protocols:
         tables += _subset_protocols(dataset, features, enrichment, settings, configs, retrieve)
     table = pd.concat(tables, ignore_index=True)
-    return Evaluation(_mark_not_evaluated(table), results, settings, features.unreadable_paths,
-                      features.too_small_paths)
+    return Evaluation(_mark_not_evaluated(table, dataset.camera_subsets), results, settings,
+                      features.unreadable_paths, features.too_small_paths)
 
 
 #: PRCC single-shot: draws of one gallery image per identity, from a fixed seed, averaged.
@@ -188,22 +187,40 @@ def _subset_protocols(dataset: Dataset, features: DatasetFeatures, enrichment: E
 #: Why a mode can leave every query unevaluated (the metric is then undefined, not 0).
 _NO_MATCH = {"standard": "has a correct match in the gallery from another camera",
              "single-shot": "has a correct match in the gallery from another camera",
-             "cameras-3-4": "has a correct match from another of the cameras 3 and 4",
              "CC": "has a correct match in the gallery in other clothes (clothes-changing)",
              "SC": "has a correct match in the gallery in the same clothes",
              "tracklet": "could be scored (too short or an unknown person)"}
 
 
-def _mark_not_evaluated(table: pd.DataFrame) -> pd.DataFrame:
-    """Rows where no query was evaluated: metrics NaN ("n/a" in the CSV), and a ``note``."""
+def _cameras(camids: tuple[int, ...]) -> str:
+    names = [str(c + 1) for c in camids]  # as the datasets number their cameras
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _mark_not_evaluated(table: pd.DataFrame, camera_subsets: tuple = ()) -> pd.DataFrame:
+    """Rows where no query was evaluated: metrics NaN ("n/a" in the CSV), and a ``note``
+    (``camera_subsets``: the dataset's, whose modes say which cameras)."""
+    no_match = {**_NO_MATCH, **{mode: f"has a correct match from another of the cameras {_cameras(cams)}"
+                                for mode, cams in camera_subsets}}
     table = table.copy()
     none = (table["evaluated"] == 0).to_numpy()
     metrics = [c for c in ("top1", "top5", "top10", "top20", "mAP", "image_accuracy") if c in table]
     table.loc[none, metrics] = np.nan
     total = (table["evaluated"] + (table["skipped"] if "skipped" in table else 0)).astype(str)
-    reason = table["mode"].map(_NO_MATCH).fillna("could be evaluated in this mode")
+    reason = table["mode"].map(no_match).fillna("could be evaluated in this mode")
     table["note"] = np.where(none, "not evaluated: none of the " + total + " queries " + reason, "")
     return table
+
+
+def _track_protocol(dataset: Dataset) -> dict[str, Any]:
+    """The dataset's tracklet protocol from its spec: tracklets under ``min_frames`` frames are
+    skipped and ``unknown_pid`` is not scored (42Street: 10 and 12); none for a dataset the
+    registry does not know (a :class:`Dataset` built by hand)."""
+    try:
+        spec = dataset_spec(dataset.name)
+    except ValueError:
+        return {}
+    return dict(min_frames=spec.min_track_frames, unknown_pid=spec.unknown_pid)
 
 
 def _evaluate_video(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment | None,
@@ -222,11 +239,10 @@ def _evaluate_video(dataset: Dataset, features: DatasetFeatures, enrichment: Enr
     faces = {name: features.faces.subset(idx).thresholded(threshold)
              for name, idx in (("query", q_idx), ("gallery", g_idx), ("source", s_idx))}
     face = {name: zero_faceless_rows(f.embedding, f.has_face) for name, f in faces.items()}
-    street42 = dataset.name == "street42"
     common = dict(query_tracks=q_meta["track"].to_numpy(), gallery_pids=g_meta["pid"].to_numpy(),
                   query_pids=q_meta["pid"].to_numpy(), query_camids=q_meta["camid"].to_numpy(),
                   gallery_camids=g_meta["camid"].to_numpy(), progress=False)
-    evaluation = dict(min_frames=STREET42_MIN_FRAMES, unknown_pid=STREET42_UNKNOWN_PID) if street42 else {}
+    evaluation = _track_protocol(dataset)
     source_tracks = features.images["track"].to_numpy()[s_idx]
 
     def enriched_frames(samples: pd.DataFrame) -> EnrichedFrames:

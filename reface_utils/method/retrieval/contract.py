@@ -1,39 +1,13 @@
-"""The post-feature stage, block-wise: distances, enrichment, fusion and metrics.
+"""The retrieval contract: what every backend reads and returns, and the steps around them.
 
-Given ReID features, face embeddings and labels of a query and a gallery set, and
-optionally the enriched samples of ``enrich.py``, :func:`run_retrieval` evaluates several
-configurations (ReID only, face only, fused, fused + enriched, ...) in one pass over
-blocks of queries. Per block, the ReID and face distances are computed once (float32
-matrix products into reused buffers) and every configuration is derived from them and fed
-to a :class:`~reface_utils.method.metrics.MetricAccumulator`. No Q x G matrix, float64 or
-otherwise, and no argsort of one, is ever held: at LaST scale (10,176 x 125,353, 4096-d)
-the stage runs in a few hundred MB beyond the features themselves.
-
-The pass is three steps, usable apart (e.g. to run blocks as remote tasks):
-:func:`plan_retrieval` (checks, prepares what all blocks share), :func:`score_block` (a
-pure function of the plan and one :class:`QueryBlock`, returning a picklable
-:class:`BlockScores`) and :func:`merge_blocks` (exact: same bits in any block order).
-``device`` picks numpy on the CPU or torch (``retrieval_torch.py``: CUDA, or the CPU for
-tests); "auto" takes CUDA when torch sees one.
-
-Enrichment, two formulations, both in the reference code (read for facts):
-
-* ``"min"`` (GEFF, the later README numbers): the enriched samples are kept apart from the
-  gallery (``enriched_gallery`` folder); ``Scripts/inference.py::apply_enriched_gallery``
-  lowers the ReID distance of each gallery image to the smallest distance of the samples
-  attached to it, and only then fuses with the face distances (which are not enriched).
-  Evaluation sees the original gallery only, so the CC rule on camera -1 never fires.
-* ``"append"`` (ReFace's first release, commit 43cc526): the enriched samples are copied
-  into the test gallery as new images with the predicted identity, a camera id that no
-  real camera has (LTCC ``c0`` -> camid -1) and a clothes label of their own. They are
-  ranked like any gallery image (ReID and face distances), and in CC mode a query whose
-  only good matches are such samples is skipped (GEFF's camid -1 rule). Here they are
-  appended as gallery columns G..G+E-1 with camid -1 and a clothes id no query has.
-
-In both, a query that was enriched finds its own copy (distance -1 in ReID, 0 in face)
-attached to its face match; ``exclude_self=True`` leaves that copy out ("min": ignored in
-the minimum; "append": removed from that query's ranking), to show how much of the gain
-is transductive.
+The inputs (:class:`FeatureSet`, :class:`EnrichedGallery`, :class:`RetrievalConfig`), the
+plan that every block of one run shares (:func:`plan_retrieval` -> :class:`RetrievalPlan`),
+the unit of work (:func:`query_blocks` -> :class:`QueryBlock`), what scoring a block
+returns (:class:`BlockScores`) and their exact merge (:func:`merge_blocks` ->
+:class:`RetrievalResult`); with the device choice (:func:`resolve_device`), the reusable
+buffers (:class:`Workspace`), the phase timer (:class:`PhaseClock`) and :func:`top_k`.
+Imports no backend: ``blockstep.py`` scores a block with the numpy (``numpy_backend.py``)
+or torch (``torch_backend.py``) primitives.
 """
 from __future__ import annotations
 
@@ -41,42 +15,30 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from ..core.arrays import concat_ranges
-from .fusion import (
-    PRODUCT_TILE,
-    CameraIndex,
-    cache_rows,
-    EnrichmentLayout,
-    FaceGallery,
-    face_distance_into,
-    self_pairs,
-    fuse,
-    reid_distance,
-)
-from .metrics import ENRICHED_CAMID, BlockMetrics, EvalResult, MetricAccumulator, thread_pool
+from ...core.arrays import concat_ranges
+from ..fusion import PRODUCT_TILE, CameraIndex, EnrichmentLayout, FaceGallery, self_pairs
+from ..metrics import ENRICHED_CAMID, BlockMetrics, EvalResult, MetricAccumulator
 
 __all__ = [
     "BlockScores",
     "QueryBlock",
     "RetrievalPlan",
     "Workspace",
+    "PhaseClock",
     "merge_blocks",
     "plan_retrieval",
     "query_blocks",
     "resolve_device",
-    "score_block",
     "FeatureSet",
     "EnrichedGallery",
     "RetrievalConfig",
     "RetrievalResult",
     "default_configs",
-    "run_retrieval",
     "top_k",
 ]
 
@@ -110,27 +72,32 @@ class FeatureSet:
 
     def __post_init__(self) -> None:
         self.reid = _float32_rows("reid features", self.reid)
-        n = len(self.reid)
-        self.pids = _labels("pids", self.pids, n)
-        self.camids = _labels("camids", self.camids, n)
-        if self.clothes_ids is not None:
-            self.clothes_ids = _labels("clothes_ids", self.clothes_ids, n)
-        self.face, self.has_face = _face_rows("", self.face, self.has_face, n)
+        _check_rows(self, len(self.reid), "", ("pids", "camids", "clothes_ids"), optional=("clothes_ids",))
 
     def __len__(self) -> int:
         return len(self.reid)
 
 
-def _face_rows(what: str, face, has_face, n: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Checked face embeddings (float32, n rows) and has_face (bool; from the non-zero rows
-    when not given); either may be None."""
+def _check_rows(obj, n: int, what: str, names: Sequence[str], *, optional: Sequence[str] = (),
+                int64: Sequence[str] = (), labels: dict[str, str] | None = None) -> None:
+    """Check ``obj``'s per-image arrays in place: the label fields ``names`` (n entries each;
+    ``optional`` ones may be None; ``int64`` ones made int64; ``labels``: a field's name in
+    errors, when not its own), then the face embeddings and has_face (``what`` prefixes
+    their names in errors)."""
+    for name in names:
+        values = getattr(obj, name)
+        if values is None and name in optional:
+            continue
+        values = _labels((labels or {}).get(name, name), values, n)
+        setattr(obj, name, values.astype(np.int64) if name in int64 else values)
+    face, has_face = obj.face, obj.has_face
     if face is not None:
         face = _float32_rows(f"{what}face embeddings", face, n)
         if has_face is None:
             has_face = face.any(axis=1)
     if has_face is not None:
         has_face = _labels(f"{what}has_face", has_face, n).astype(bool)
-    return face, has_face
+    obj.face, obj.has_face = face, has_face
 
 
 def _labels(name: str, values, n: int) -> np.ndarray:
@@ -168,11 +135,8 @@ class EnrichedGallery:
         self.gallery_index = np.asarray(self.gallery_index, dtype=np.int64).ravel()
         n = len(self.gallery_index)
         self.reid = _float32_rows("enriched reid features", self.reid, n)
-        self.pids = _labels("enriched pids", self.pids, n)
-        self.source_query = _labels("source_query", self.source_query, n).astype(np.int64)
-        self.face, self.has_face = _face_rows("enriched ", self.face, self.has_face, n)
-        if self.table_row is not None:
-            self.table_row = _labels("table_row", self.table_row, n).astype(np.int64)
+        _check_rows(self, n, "enriched ", ("pids", "source_query", "table_row"), optional=("table_row",),
+                    int64=("source_query", "table_row"), labels={"pids": "enriched pids"})
 
     def __len__(self) -> int:
         return len(self.gallery_index)
@@ -369,7 +333,7 @@ class RetrievalPlan:
     e_reid: np.ndarray | None = None  # the samples' ReID features in layout order
     self_e: np.ndarray | None = None       # sample of each (query, own sample) pair, by query
     self_start: np.ndarray | None = None   # pairs of query q: self_start[q]:self_start[q + 1]
-    backend_state: dict = field(default_factory=dict)  # e.g. torch tensors, built on first use
+    backend_state: dict = field(default_factory=dict)  # a backend's own, built on first use (torch: tensors)
 
     @property
     def n_gallery(self) -> int:
@@ -387,6 +351,12 @@ class RetrievalPlan:
     @property
     def face_width(self) -> int:
         return self.n_gallery + (self.n_enriched if self.append else 0)
+
+    def own_copies(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(position in ``rows``, sample) pairs of the enriched samples made from the queries
+        ``rows`` (each query's own copies; sample numbering of ``enriched``)."""
+        counts = self.self_start[rows + 1] - self.self_start[rows]
+        return np.repeat(np.arange(len(rows)), counts), self.self_e[concat_ranges(self.self_start[rows], counts)]
 
     def default_block_size(self) -> int:
         """About 192 MiB per distance buffer in whole product tiles (fusion.PRODUCT_TILE,
@@ -475,82 +445,6 @@ class Workspace:
         return buf[:rows]
 
 
-def score_block(
-    plan: RetrievalPlan,
-    block: QueryBlock,
-    *,
-    workspace: Workspace | None = None,
-    timings: dict[str, float] | None = None,
-) -> BlockScores:
-    """The metric state and top-k of one block of queries, for every config: a pure step
-    (reads ``plan`` and ``block``, returns new arrays), so blocks can run anywhere and be
-    merged by :func:`merge_blocks` in any order with the same bits as one in-process run.
-    ``workspace``: buffers to reuse between calls (one per thread)."""
-    if plan.device != "numpy":
-        from .retrieval_torch import score_block_torch
-
-        return score_block_torch(plan, block, timings=timings)
-    clock = _PhaseClock(timings)
-    workspace = workspace if workspace is not None else Workspace()
-    nb, n_gallery = len(block), plan.n_gallery
-    rows = np.asarray(block.rows, dtype=np.int64)
-    reid = workspace.get("reid", nb, plan.width)
-    with clock("reid gallery product"):
-        reid_distance(block.reid, plan.gallery.reid, out=reid[:, :n_gallery])
-    if plan.need_enriched:
-        with clock("reid enriched product"):
-            reid_distance(block.reid, plan.e_reid, out=reid[:, n_gallery:])  # layout order
-    face = None
-    if plan.need_face:
-        face = workspace.get("face", nb, plan.face_width)
-        with clock("face"):
-            cameras = (plan.cameras, block.camids) if plan.cameras is not None else None
-            face_distance_into(face[:, :n_gallery], block.face, block.has_face, plan.g_face, cameras, workspace.get)
-            if plan.append:  # appended samples: camera -1 is nobody's camera, no exclusion
-                face_distance_into(face[:, n_gallery:], block.face, block.has_face, plan.e_face, None, workspace.get)
-    block_self = None
-    if plan.need_enriched:  # (block row, sample) pairs of each query's own enriched copies
-        counts = plan.self_start[rows + 1] - plan.self_start[rows]
-        block_self = (np.repeat(np.arange(nb), counts), plan.self_e[concat_ranges(plan.self_start[rows], counts)])
-    with clock("fusion and enrichment"):
-        appended = None
-        if plan.append:  # the samples as gallery columns G + e: sample order
-            appended = np.take(reid, n_gallery + plan.e_layout.position, axis=1,
-                               out=workspace.get("appended", nb, plan.n_enriched))
-        lowest = _lowest_per_variant(plan, reid[:, n_gallery:], block_self)  # (may write +inf there)
-    # The last config that reads the ReID distances may overwrite them in place.
-    last_reid = max((i for i, c in enumerate(plan.configs) if c.alpha > 0.0), default=-1)
-    metrics, top = {}, {}
-    for i, config in enumerate(plan.configs):
-        with clock("fusion and enrichment"):
-            dist = _config_block(plan, config, reid, appended, face, lowest, workspace, reid_free=i == last_reid)
-            exclude = None
-            if config.enrichment == "append" and config.exclude_self and plan.n_enriched:
-                exclude = (block_self[0], n_gallery + block_self[1])
-        with clock("metrics"):
-            metrics[config.name] = plan.scorers[config.name].score_block(dist, rows, exclude=exclude)
-        if plan.topk:
-            with clock("top-k"):
-                top[config.name] = top_k(dist, plan.topk)
-    return BlockScores(rows, metrics, top)
-
-
-def _lowest_per_variant(plan: RetrievalPlan, samples: np.ndarray, block_self) -> dict[bool, np.ndarray]:
-    """Per min-enrichment variant (own copies kept: False, left out: True) the smallest
-    ReID distance of each group of enriched samples, (b, groups). ``samples``: the block's
-    distances to the samples in layout order; the True variant writes +inf over each
-    query's own copies there."""
-    variants = sorted({c.exclude_self for c in plan.configs if c.enrichment == "min"})
-    if not variants or not plan.n_enriched:
-        return {}
-    lowest = {}
-    for exclude_self in variants:  # False first: True then writes +inf over own copies
-        if exclude_self and len(block_self[0]):
-            samples[block_self[0], plan.e_layout.position[block_self[1]]] = np.inf
-        lowest[exclude_self] = plan.e_layout.lowest(samples)
-    return lowest
-
-
 def merge_blocks(plan: RetrievalPlan, blocks: Iterable[BlockScores]) -> RetrievalResult:
     """The RetrievalResult of all queries' blocks (any order; each query exactly once)."""
     accumulators = {name: scorer.empty_copy() for name, scorer in plan.scorers.items()}
@@ -574,152 +468,33 @@ def merge_blocks(plan: RetrievalPlan, blocks: Iterable[BlockScores]) -> Retrieva
     return RetrievalResult(pd.DataFrame.from_records(records), results, top)
 
 
-def run_retrieval(
-    query: FeatureSet,
-    gallery: FeatureSet,
-    configs: Sequence[RetrievalConfig] | None = None,
-    *,
-    modes: Sequence[str] = ("standard",),
-    enriched: EnrichedGallery | None = None,
-    exclude_same_camera: bool = True,
-    block_size: int | None = None,
-    topk: int = 0,
-    threads: int | None = None,
-    progress: bool = True,
-    timings: dict[str, float] | None = None,
-    device: str = "auto",
-    workspace: Workspace | None = None,
-) -> RetrievalResult:
-    """Evaluate every config and mode in one block-wise pass over the queries.
+class PhaseClock:
+    """Adds wall seconds per named phase into a caller's dict (no-op without one), the one
+    timer of retrieval, its backends and re-ranking. ``synchronize``: called before and
+    after each timed phase (e.g. ``torch.cuda.synchronize``), so that the work a device has
+    queued counts in the phase that queued it; only when timing."""
 
-    block_size: queries per block (default: about 192 MiB per distance buffer in whole
-        product tiles, 512..1024; on a GPU 768 MiB, up to 4096). Multiples of
-        fusion.PRODUCT_TILE give the full-matrix computation's bits.
-    threads: CPU threads for fusion and metric counting (default: up to 4, the CPU count).
-    workspace: a :class:`Workspace` to reuse between calls (e.g. a sweep over alpha on the
-        same sets): the distance buffers -- a few hundred MiB at LaST scale -- are then
-        allocated and first touched once, not on every call (numpy path).
-    exclude_same_camera: the face convention "same camera -> distance +inf".
-    timings: a dict to receive wall seconds per phase ("reid gallery product",
-        "reid enriched product", "face", "fusion and enrichment", "metrics", "top-k").
-    device: "auto" (CUDA when torch sees one, else numpy), "numpy" (or "cpu"),
-        "torch-cpu", "cuda" / "cuda:N"; see :func:`resolve_device`. The torch path gives
-        the same ranks (ties broken by gallery index) whenever the float32 products round
-        alike; products on another BLAS may differ in the last bit.
-
-    Equivalent to ``merge_blocks(plan, [score_block(plan, b) for b in query_blocks(plan,
-    query)])`` with ``plan = plan_retrieval(...)``: those three steps are the API for
-    running blocks elsewhere (threads, processes, a cluster).
-    """
-    plan = plan_retrieval(query, gallery, configs, modes=modes, enriched=enriched,
-                          exclude_same_camera=exclude_same_camera, topk=topk, threads=threads, device=device)
-    if workspace is None:
-        workspace = Workspace()
-    elif not isinstance(workspace, Workspace):
-        raise TypeError(f"workspace must be a retrieval.Workspace (or None), got {type(workspace).__name__}")
-    blocks = query_blocks(plan, query, block_size)
-    n_blocks = -(-len(query) // (block_size or plan.default_block_size()))
-    scored = (score_block(plan, block, workspace=workspace, timings=timings)
-              for block in tqdm(blocks, total=n_blocks, desc="retrieval", unit="block", disable=not progress))
-    return merge_blocks(plan, scored)
-
-
-class _PhaseClock:
-    """Adds wall seconds per named phase into a caller's dict (no-op without one)."""
-
-    def __init__(self, sink: dict[str, float] | None) -> None:
-        self.sink = sink
+    def __init__(self, sink: dict[str, float] | None, synchronize: Callable[[], object] | None = None) -> None:
+        self.sink, self.synchronize = sink, synchronize
 
     @contextmanager
     def __call__(self, phase: str):
         if self.sink is None:
             yield
             return
+        if self.synchronize is not None:
+            self.synchronize()
         start = time.perf_counter()
         try:
             yield
         finally:
+            if self.synchronize is not None:
+                self.synchronize()
             self.sink[phase] = self.sink.get(phase, 0.0) + time.perf_counter() - start
 
 
 def _config_width(config: RetrievalConfig, n_gallery: int, n_enriched: int) -> int:
     return n_gallery + (n_enriched if config.enrichment == "append" else 0)
-
-
-def _config_block(plan: RetrievalPlan, config: RetrievalConfig, reid: np.ndarray, appended: np.ndarray | None,
-                  face: np.ndarray | None, lowest: dict[bool, np.ndarray], workspace: Workspace, *,
-                  reid_free: bool) -> np.ndarray:
-    """The config's (b, width) distance block. A view of the ReID or face distances when
-    nothing is mixed in; ``reid_free``: no later config reads the ReID distances, so they
-    are overwritten (no copy, one pass less). ``appended``: the ReID distances to the
-    enriched samples in sample order ("append"). Elementwise the same operations as the
-    full-matrix functions (apply_enrichment, then fuse), so the same bits."""
-    nb, n_gallery, alpha = len(reid), plan.n_gallery, config.alpha
-    if config.enrichment == "append" and plan.n_enriched:
-        if alpha == 0.0:
-            return face[:, :n_gallery + plan.n_enriched]
-        out = workspace.get("work", nb, n_gallery + plan.n_enriched)
-        if alpha == 1.0:
-            out[:, :n_gallery], out[:, n_gallery:] = reid[:, :n_gallery], appended
-        else:
-            _fuse_rows(reid[:, :n_gallery], face[:, :n_gallery], alpha, out[:, :n_gallery], plan.threads)
-            fuse(appended, face[:, n_gallery:], alpha, out=out[:, n_gallery:])
-        return out
-    if config.enrichment == "min" and alpha == 0.0:  # GEFF enriches the ReID distances only
-        return face[:, :n_gallery]
-    if config.enrichment != "min" or not plan.n_enriched:
-        if alpha == 1.0:
-            return reid[:, :n_gallery]
-        if alpha == 0.0:
-            return face[:, :n_gallery]
-        out = reid[:, :n_gallery] if reid_free else workspace.get("work", nb, n_gallery)
-        return _fuse_rows(reid[:, :n_gallery], face[:, :n_gallery], alpha, out, plan.threads)
-    # GEFF min-enrichment: the ReID distance of each gallery image with samples becomes the
-    # smallest of its own and its samples'; then fusion. Row chunk by row chunk, so that
-    # the column gather, the minimum, the write-back and the fusion passes all find the
-    # rows in cache (on whole blocks each pass went to memory, and the gather of scattered
-    # columns cost a cache miss per element at LaST's width).
-    cols, low = plan.e_layout.cols, lowest[config.exclude_self]
-    face = face[:, :n_gallery] if face is not None else None
-    out = reid[:, :n_gallery] if reid_free else workspace.get("work", nb, n_gallery)
-    gathered = workspace.get("enriched", nb, len(cols))
-
-    def rows(a: int, b: int) -> None:
-        enriched = np.take(reid[a:b], cols, axis=1, out=gathered[a:b])
-        np.minimum(enriched, low[a:b], out=enriched)
-        if not reid_free:
-            np.copyto(out[a:b], reid[a:b, :n_gallery])
-        out[a:b, cols] = enriched
-        if alpha < 1.0:
-            fuse(out[a:b], face[a:b], alpha, out=out[a:b])
-
-    _by_rows(rows, nb, n_gallery, plan.threads)
-    return out
-
-
-def _fuse_rows(reid: np.ndarray, face: np.ndarray, alpha: float, out: np.ndarray, threads: int) -> np.ndarray:
-    """fuse() over row chunks and threads (elementwise: the bits do not depend on the split)."""
-    _by_rows(lambda a, b: fuse(reid[a:b], face[a:b], alpha, out=out[a:b]), len(out), out.shape[1], threads)
-    return out
-
-
-def _by_rows(work, n_rows: int, width: int, threads: int) -> None:
-    """work(a, b) over consecutive row chunks that fit the cache (fusion.cache_rows), the
-    rows split between ``threads`` threads when the block is large (numpy's elementwise
-    passes, gathers and scatters release the GIL; each chunk's rows are written by one call)."""
-    step = cache_rows(width)
-
-    def span(lo: int, hi: int) -> None:
-        for a in range(lo, hi, step):
-            work(a, min(a + step, hi))
-
-    if threads < 2 or n_rows < 2 * threads or n_rows * width < (1 << 20):
-        span(0, n_rows)
-        return
-    bounds = np.linspace(0, n_rows, threads + 1).astype(int)
-    pool = thread_pool(threads)
-    for job in [pool.submit(span, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
-        job.result()
 
 
 def _accumulator(config, query, gallery, enriched, modes, threads) -> MetricAccumulator:

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from reface_utils.core import checkpoints as ck
+from reface_utils.core.files import sha256_file
 from reface_utils.data.datasets import dataset_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def test_wheel_models_verify_against_their_published_digests(tmp_path):
     for name in ("yunet_int8bq", "sface_int8bq", "mobilenetv2_imagenet"):
         path = ck.resolve(name, home=tmp_path)
         assert path.is_file()
-        assert ck.sha256sum(path) == ck.get(name).sha256
+        assert sha256_file(path) == ck.get(name).sha256
 
 
 def _registry(tmp_path: Path, entries: list[dict]) -> dict[str, ck.Checkpoint]:

@@ -28,6 +28,7 @@ import torch
 from reface_utils.core import cache, checkpoints as ck
 from reface_utils.apps import pipeline as pl
 from reface_utils.core.cache import CacheChunkWarning, cache_entry_dir, cached_features
+from reface_utils.core.files import sha256_file
 from reface_utils.data.datasets import (Dataset, DatasetNotFoundError, SkippedFilesWarning,
                                    load_dataset)
 from reface_utils.models.face import FaceFeatures, load_face_model
@@ -363,7 +364,7 @@ def test_wrong_checkpoint_is_not_pinned_and_the_right_one_then_loads(tmp_path, m
     assert ck.read_lock() == {}  # nothing pinned
     _cal_file(slot, seed=1)
     load_reid_model("cal", checkpoint="cal_prcc", device="cpu")
-    assert ck.read_lock() == {"cal_prcc": ck.sha256sum(slot)}  # pinned after it loaded
+    assert ck.read_lock() == {"cal_prcc": sha256_file(slot)}  # pinned after it loaded
 
     # pinned, then replaced (say by the checkpoint of another run): refused, with a cure that works
     _cal_file(slot, seed=2)
@@ -376,7 +377,7 @@ def test_wrong_checkpoint_is_not_pinned_and_the_right_one_then_loads(tmp_path, m
                       env={"REFACE_HOME": str(tmp_path)})
     assert done.returncode == 0 and "forgot the pinned digest of 'cal_prcc'" in done.stdout
     load_reid_model("cal", checkpoint="cal_prcc", device="cpu")
-    assert ck.read_lock() == {"cal_prcc": ck.sha256sum(slot)}
+    assert ck.read_lock() == {"cal_prcc": sha256_file(slot)}
 
 
 @pytest.mark.parametrize("content, why", [("{not json", "not valid JSON"),

@@ -42,7 +42,7 @@ from .paths import weights_dir
 
 __all__ = [
     "Checkpoint", "CheckpointError", "ChecksumError", "DownloadError", "NotACheckpointError",
-    "REGISTRY_PATH", "load_registry", "get", "resolve", "download", "sha256sum", "verify_file",
+    "REGISTRY_PATH", "load_registry", "get", "resolve", "download", "verify_file",
     "lock_path", "confirm", "forget",
     "read_lock", "main",
 ]
@@ -152,7 +152,6 @@ def get(name: str, registry: Mapping[str, Checkpoint] | None = None) -> Checkpoi
 
 # --- verification ---------------------------------------------------------------
 
-sha256sum = sha256_file  # the package's one file hash (core/files.py), under its old name
 
 
 def lock_path(home: Path | None = None) -> Path:

@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 
 from .cluster import check_engine
-from ..core.checks import integer, number, text
+from ..core.checks import flag, integer, notebook_values, number, refuse_unknown, text
 from ..core.files import atomic_write_text
 from ..core.images import UnreadableImageError, read_rgb
 from ..core.paths import results_dir
@@ -414,9 +414,8 @@ class VideoSettings:
         self.crop_every = integer("crop_every", self.crop_every, 1)
         self.fps = number("fps", self.fps, 1e-3, 1e4, optional=True)
         self.engine = check_engine(self.engine)
-        for name in ("enrich", "leave_own_track_out"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"parameter {name} must be True or False, got {getattr(self, name)!r}")
+        self.enrich = flag("enrich", self.enrich)
+        self.leave_own_track_out = flag("leave_own_track_out", self.leave_own_track_out)
         # Names and the device are checked here, before a video is opened: a wrong one must
         # not cost a whole tracking pass first.
         from ..core.runtime import torch_device
@@ -451,18 +450,12 @@ class VideoSettings:
 def video_settings(settings: VideoSettings | None = None, **parameters: Any) -> VideoSettings:
     """``settings`` (default: the defaults) with ``parameters`` replaced; unknown names are an
     error with the closest known one."""
-    known = [f.name for f in fields(VideoSettings)]
-    unknown = sorted(set(parameters) - set(known))
-    if unknown:
-        hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, known, 1)) else repr(u)
-                 for u in unknown]
-        raise TypeError(f"unknown parameter(s) {', '.join(hints)}; known: {', '.join(known)}")
+    refuse_unknown(parameters, [f.name for f in fields(VideoSettings)])
     return replace(settings or VideoSettings(), **parameters)
 
 
 #: The custom-video notebook's own parameters; every other one is a :class:`VideoSettings` field.
 NOTEBOOK_INPUTS = ("gallery_root", "videos", "name", "detector", "results_root")
-_NOT_PARAMETERS = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 
 
 def settings_from_namespace(namespace: Mapping[str, Any]) -> VideoSettings:
@@ -470,15 +463,8 @@ def settings_from_namespace(namespace: Mapping[str, Any]) -> VideoSettings:
     after the parameters cell), every one checked. Plain values (None, bool, number, text)
     with public names are parameters: a misspelt papermill ``-p aplha 0.5`` (injected as a
     variable) is refused with the closest name, before any video is opened."""
-    values = {name: value for name, value in namespace.items()
-              if not (name.startswith("_") or name.isupper() or name in _NOT_PARAMETERS or name in NOTEBOOK_INPUTS)
-              and (value is None or isinstance(value, (bool, int, float, str)))}
-    known = [f.name for f in fields(VideoSettings)] + list(NOTEBOOK_INPUTS)
-    unknown = sorted(set(values) - set(known))
-    if unknown:
-        hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, known, 1)) else repr(u)
-                 for u in unknown]
-        raise TypeError(f"unknown parameter(s) {', '.join(hints)}; known: {', '.join(known)}")
+    values = notebook_values(namespace, own=NOTEBOOK_INPUTS)
+    refuse_unknown(values, [f.name for f in fields(VideoSettings)] + list(NOTEBOOK_INPUTS))
     return video_settings(**values)
 
 

@@ -2,12 +2,13 @@
 and what is allowed (the pipeline's and the custom-video app's settings use them)."""
 from __future__ import annotations
 
+import difflib
 import math
 import numbers
 import os
-from typing import Any
+from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["number", "integer", "text", "choice"]
+__all__ = ["number", "integer", "text", "choice", "flag", "refuse_unknown", "notebook_values"]
 
 
 def number(name: str, value: Any, low: float, high: float, *, optional: bool = False) -> float | None:
@@ -46,3 +47,32 @@ def choice(name: str, value: Any, choices: list[str]) -> str:
     if given not in choices:
         raise ValueError(f"parameter {name} must be one of {choices}, got {value!r}")
     return given
+
+
+def flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"parameter {name} must be True or False, got {value!r}")
+    return value
+
+
+def refuse_unknown(given: Iterable[str], known: Sequence[str]) -> None:
+    """A TypeError naming every name of ``given`` not in ``known``, with the closest known one."""
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        hints = [f"{u!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(u, known, 1)) else repr(u)
+                 for u in unknown]
+        raise TypeError(f"unknown parameter(s) {', '.join(hints)}; known: {', '.join(known)}")
+
+
+# Names a notebook's namespace holds besides its parameters (IPython's own).
+_NOT_PARAMETERS = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
+
+
+def notebook_values(namespace: Mapping[str, Any], *, own: Iterable[str] = ()) -> dict[str, Any]:
+    """The parameters in a notebook's variables (``globals()`` after the parameters cell):
+    every plain value (None, bool, number, text) with a public name, except ``own``; so a
+    misspelt papermill ``-p aplha 0.5`` (injected as a variable) reaches the name check."""
+    skip = set(own) | _NOT_PARAMETERS
+    return {name: value for name, value in namespace.items()
+            if not (name.startswith("_") or name.isupper() or name in skip)
+            and (value is None or isinstance(value, (bool, int, float, str)))}

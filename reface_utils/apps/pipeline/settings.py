@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from ...core.checks import choice, integer, number, text
+from ...core.checks import choice, flag, integer, notebook_values, number, refuse_unknown, text
 from ...core.plugins import load_entry_point_plugins, load_plugins
 from ...core.paths import results_dir
 from ...data.datasets import (BUILT_IN_SPECS, DatasetSpec, EnrichmentRules, available_datasets, canonical_name,
@@ -245,8 +245,6 @@ PARAMETERS: dict[str, str] = {
 }
 
 
-# Names a notebook's namespace holds besides its parameters (IPython's own).
-_NOT_PARAMETERS = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 
 
 def check_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -267,12 +265,7 @@ def _known_names_and_plugins(parameters: Mapping[str, Any]) -> None:
     then every name must be a parameter (a TypeError with the closest name otherwise)."""
     load_entry_point_plugins()
     load_plugins(_plugins(parameters.get("plugins")))
-    known = list(PARAMETERS)
-    unknown = sorted(set(parameters) - set(known))
-    if unknown:
-        hints = [f"{u!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(u, known, 1))
-                 else repr(u) for u in unknown]
-        raise TypeError(f"unknown parameter(s) {', '.join(hints)}; known: {', '.join(known)}")
+    refuse_unknown(parameters, list(PARAMETERS))
 
 
 def _checked_values(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -298,8 +291,8 @@ def _checked_values(parameters: Mapping[str, Any]) -> dict[str, Any]:
         "topk": lambda v: integer("topk", v, 1),
         "engine": lambda v: choice("engine", v, ["local", "ray"]),
         "ray_address": lambda v: text("ray_address", v, optional=True),
-        "amp": _flag("amp"),
-        "rerank": _flag("rerank"),
+        "amp": lambda v: flag("amp", v),
+        "rerank": lambda v: flag("rerank", v),
         "rerank_k1": lambda v: integer("rerank_k1", v, 1),
         "rerank_k2": lambda v: integer("rerank_k2", v, 1),
         "rerank_lambda": lambda v: number("rerank_lambda", v, 0.0, 1.0),
@@ -348,14 +341,6 @@ def _existing_file(name: str, value: Any) -> str | None:
     return str(path.resolve())
 
 
-def _flag(name: str):
-    def check(value: Any) -> bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"parameter {name} must be True or False, got {value!r}")
-        return value
-    return check
-
-
 def _dataset_name(value: Any) -> str:
     given = text("dataset", value)
     try:
@@ -395,13 +380,7 @@ def settings_from_namespace(namespace: Mapping[str, Any], *, own: Sequence[str] 
     parameter, so a misspelt papermill ``-p aplha 0.5`` (injected as a variable) stops the
     run here instead of being ignored. ``own``: the notebook's own extra parameters.
     """
-    values = {}
-    for name, value in namespace.items():
-        if (name.startswith("_") or name.isupper() or name in _NOT_PARAMETERS or name in own
-                or not (value is None or isinstance(value, (bool, int, float, str)))):
-            continue
-        values[name] = value
-    return settings_for(**values)
+    return settings_for(**notebook_values(namespace, own=own))
 
 
 def notebook_parameters(settings: Settings) -> dict[str, Any]:

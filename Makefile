@@ -29,8 +29,12 @@ eval: $(STAMP)
 	$(VENV)/bin/papermill notebooks/eval.ipynb results/$(DATASET)/eval.ipynb -p dataset $(DATASET) \
 		$(if $(DATA_ROOT),-p data_root $(DATA_ROOT),)
 
+# Two workers (pytest-xdist; the notebook, Ray, browser and per-dataset eval tests keep to one
+# worker each: tests/conftest.py worker_group). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL = $(if $(filter 0,$(PYTEST_WORKERS)),,-n $(PYTEST_WORKERS) --dist loadgroup)
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_PARALLEL) --durations=20
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_reid.py
@@ -64,7 +68,7 @@ gpu:
 # Notebook 6.5.7 with widgetsnbextension 3.6, numpy 2.0.2, pandas 2.2.2, ...) in $(VENV312).
 # Installing it is the check that '.[colab]' accepts what Colab has. Its torch follows
 # constraints-cpu.txt too; PyPI has no CPU build of it for 3.12, so this is the CUDA build
-# (about 4.5 GB, runs on the CPU). tests/test_browser_classic.py runs its classic Notebook
+# (about 4.5 GB, runs on the CPU). tests/notebooks/test_browser_classic.py runs its classic Notebook
 # server and kernel from here (REFACE_CLASSIC_PYTHON, else $(VENV312)/bin/python).
 PYTHON312 ?= $(shell for p in python3.12 $$HOME/.pyenv/versions/3.12*/bin/python3.12; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 12)' 2>/dev/null && { echo "$$p"; break; }; done)
@@ -78,10 +82,10 @@ export REFACE_CLASSIC_PYTHON ?= $(abspath $(PY312))
 # layout (test_eval_datasets.py; the demo's eval.ipynb runs below, as README shows it), the
 # custom-video runs (test_custom.py) or the Ray engine (not installed here).
 PY312_PYTEST ?= -m "not browser" -p no:cacheprovider \
-	--ignore=tests/test_browser.py --ignore=tests/test_browser_classic.py \
-	--ignore=tests/test_eval_datasets.py --ignore=tests/test_custom.py \
-	--ignore=tests/test_cluster.py --ignore=tests/test_cluster_first_use.py \
-	--ignore=tests/test_your_data.py tests
+	--ignore=tests/notebooks/test_browser.py --ignore=tests/notebooks/test_browser_classic.py \
+	--ignore=tests/notebooks/test_eval_datasets.py --ignore=tests/apps/test_custom.py \
+	--ignore=tests/apps/test_cluster.py --ignore=tests/apps/test_cluster_first_use.py \
+	--ignore=tests/notebooks/test_your_data.py tests
 PY312_RESULTS ?= results/py312
 
 $(STAMP312): pyproject.toml constraints-cpu.txt constraints-colab.txt
@@ -95,7 +99,7 @@ $(STAMP312): pyproject.toml constraints-cpu.txt constraints-colab.txt
 install-py312: $(STAMP312)
 
 test-py312: $(STAMP312)
-	$(PY312) -m pytest $(PY312_PYTEST)
+	$(PY312) -m pytest $(PYTEST_PARALLEL) $(PY312_PYTEST)
 	mkdir -p $(PY312_RESULTS)
 	REFACE_HOME=$${REFACE_HOME:-$(CURDIR)/.cache/reface-test} $(VENV312)/bin/papermill notebooks/eval.ipynb \
 		$(PY312_RESULTS)/eval.ipynb -p dataset demo -p results_root $(PY312_RESULTS) --no-progress-bar

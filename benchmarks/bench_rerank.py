@@ -1,4 +1,4 @@
-"""Benchmark of k-reciprocal re-ranking (reface_utils/method/rerank.py) on synthetic features.
+"""Benchmark of k-reciprocal re-ranking (reface_utils/method/rerank/) on synthetic features.
 
 Features: ``bench_retrieval.synthetic`` (4096-d ReID, 512-d faces, identities, cameras,
 outfits, enriched samples) at the scales of docs/METHOD.md section 6. Each (scale, method)

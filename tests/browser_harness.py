@@ -1,8 +1,8 @@
 """A real Jupyter front end in a real (headless) Chromium, for tests that use the notebooks as a person does.
 
-Two front ends: JupyterLab 4 (with this environment's ipywidgets 8; tests/test_browser.py)
+Two front ends: JupyterLab 4 (with this environment's ipywidgets 8; tests/notebooks/test_browser.py)
 and the classic Notebook 6.5 with ipywidgets 7.7 and widgetsnbextension 3, the widget
-protocol Colab renders (tests/test_browser_classic.py), whose server and kernel run from
+protocol Colab renders (tests/notebooks/test_browser_classic.py), whose server and kernel run from
 another Python (the Python 3.12 venv of ``make install-py312``). The page helpers take the
 front end (``LAB`` or ``CLASSIC``); what a person does with the retrieval browser is one
 function for both (:func:`drive_retrieval_browser`).
@@ -38,6 +38,7 @@ from urllib.parse import quote
 
 import numpy as np
 import psutil
+import pytest
 
 T = TypeVar("T")
 
@@ -101,12 +102,43 @@ def python_packages(python: Path, names: Iterable[str]) -> dict[str, str | None]
     return json.loads(run.stdout)
 
 
-def missing_classic_tools(python: Path) -> str | None:
-    """Why the classic front-end test cannot run here (one line), or None when it can."""
+def wait_for_classic_build(timeout: float = 1200) -> None:
+    """CI builds the Python 3.12 venv while the suite runs (.ci/run): the file named by
+    ``$REFACE_CLASSIC_BUILDING`` exists until that build has ended, well or not."""
+    marker = os.environ.get("REFACE_CLASSIC_BUILDING")
+    deadline = time.monotonic() + timeout
+    while marker and Path(marker).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the Python 3.12 venv was still being built after {timeout:.0f} s ({marker})")
+        time.sleep(2)
+
+
+def skip_unless_available(missing: str | None, *, allow_module_level: bool = False) -> None:
+    """Skip a browser test when something it needs is ``missing`` (one line); under
+    REFACE_REQUIRE_BROWSER=1 (CI) fail instead."""
+    if missing is None:
+        return
+    if os.environ.get("REFACE_REQUIRE_BROWSER") == "1":
+        raise RuntimeError(f"REFACE_REQUIRE_BROWSER=1 but {missing}")
+    pytest.skip(missing, allow_module_level=allow_module_level)
+
+
+def missing_classic_browser() -> str | None:
+    """Why the classic front-end test cannot drive a browser here (one line), or None."""
     if importlib.util.find_spec("playwright") is None:
         return "playwright not installed: pip install -e '.[browser]'"
     if find_chromium() is None:
         return "Chromium not found: apt-get install chromium (or set REFACE_CHROMIUM to its path)"
+    return None
+
+
+def missing_classic_tools(python: Path) -> str | None:
+    """Why the classic front-end test cannot run here (one line), or None when it can. Waits
+    for a build of the 3.12 venv in progress (:func:`wait_for_classic_build`), so call it
+    when the test runs, not when it is collected."""
+    if missing := missing_classic_browser():
+        return missing
+    wait_for_classic_build()
     if not os.access(python, os.X_OK):
         return (f"no Python for the classic Notebook at {python}: make install-py312 "
                 f"(or set REFACE_CLASSIC_PYTHON)")
@@ -184,6 +216,28 @@ class JupyterServer:
 
 
 JupyterLab = JupyterServer  # the JupyterLab tests' name for it
+
+
+def checkout_environment(workdir: Path) -> dict[str, str]:
+    """:func:`lab_environment` for a server whose kernels import this checkout and share the
+    tests' REFACE_HOME."""
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    return lab_environment(workdir, {"PYTHONPATH": pythonpath, "REFACE_HOME": os.environ["REFACE_HOME"]})
+
+
+@contextlib.contextmanager
+def new_tab(browser, *, console_errors: bool = False):
+    """A tab whose ``js_errors`` collects uncaught JavaScript errors (and, with
+    ``console_errors``, errors logged to the console); closed afterwards."""
+    tab = browser.new_page()
+    tab.js_errors = []
+    tab.on("pageerror", lambda error: tab.js_errors.append(str(error)))
+    if console_errors:
+        tab.on("console", lambda msg: msg.type == "error" and tab.js_errors.append(f"console: {msg.text}"))
+    try:
+        yield tab
+    finally:
+        tab.close()
 
 
 def lab_environment(base: Path, extra: dict[str, str]) -> dict[str, str]:

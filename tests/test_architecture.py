@@ -139,16 +139,6 @@ def test_no_import_cycle_between_packages():
     assert cycle is None, "import cycle between packages: " + " -> ".join(cycle)
 
 
-#: Known module cycles in code that this check did not come with, to be broken where they
-#: live: the lazy (importer, imported) edge of each, left out of the module graph. Both
-#: are imports inside functions in data/ (datasets.common looks up the registry, which
-#: builds on it; the "manifest" loader calls data/manifest.py, which builds on datasets).
-KNOWN_MODULE_CYCLE_EDGES = {
-    ("reface_utils.data.datasets.common", "reface_utils.data.datasets.registry"),
-    ("reface_utils.data.datasets.manifest", "reface_utils.data.manifest"),
-}
-
-
 def _module_graph(files: list[Path]) -> dict[str, set[str]]:
     """Module -> the reface_utils modules it imports, at module level or inside functions
     (a lazy import is still a dependency: it runs whenever the function does). A package
@@ -159,7 +149,7 @@ def _module_graph(files: list[Path]) -> dict[str, set[str]]:
     for path in files:
         src = _module_name(path)
         for _, target in _imports(path):
-            if target != src and (src, target) not in KNOWN_MODULE_CYCLE_EDGES:
+            if target != src:
                 graph[src].add(target)
     return graph
 
@@ -228,3 +218,25 @@ def test_module_commands_run(args, expect):
     done = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, cwd=REPO)
     assert expect in done.stdout + done.stderr, done.stdout + done.stderr
     assert "Traceback" not in done.stderr, done.stderr
+
+
+#: One concept per module: a module longer than this is two concepts (issue 24).
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_the_size_limit():
+    long = {str(p.relative_to(REPO)): n for p in _files()
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines (split them by concept): {long}"
+
+
+def test_tests_mirror_the_package():
+    """tests/<layer>/ for a layer's modules, tests/notebooks/ for the notebooks; only this
+    file sits at the top."""
+    tests = REPO / "tests"
+    top = sorted(p.name for p in tests.glob("test_*.py"))
+    assert top == ["test_architecture.py"], top
+    folders = {p.parent.name for p in tests.glob("*/test_*.py")}
+    assert folders <= set(LAYERS) | {"notebooks"}, folders
+    names = [p.name for p in tests.rglob("test_*.py")]
+    assert len(names) == len(set(names)), "test file names must be unique (pytest's prepend import mode)"

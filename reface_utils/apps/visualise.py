@@ -313,7 +313,7 @@ class RetrievalBrowser:
     Widgets are created on construction; :meth:`update` redraws (the widgets' observers
     call it), so the browser can be driven without a browser. Core ipywidgets only, with
     what ipywidgets 7.7 (Colab's, rendered by Colab's own widget manager) and 8 share:
-    tests/test_browser_classic.py and tests/test_browser.py drive it in each.
+    tests/notebooks/test_browser_classic.py and tests/notebooks/test_browser.py drive it in each.
     """
 
     def __init__(self, score: ScoreFn, is_correct: Callable[[int, np.ndarray], np.ndarray],

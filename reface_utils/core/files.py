@@ -11,6 +11,7 @@ disk, a read-only folder) raises an ``OSError`` that names the file being writte
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import os
 import shutil
@@ -20,7 +21,7 @@ from typing import IO, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["sha256_file", "atomic_write", "atomic_write_text", "atomic_savez",
+__all__ = ["sha256_file", "sha256_file_cached", "atomic_write", "atomic_write_text", "atomic_savez",
            "atomic_folder", "current_umask", "apply_umask", "write_error"]
 
 
@@ -64,6 +65,20 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of_version(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the lru key only: an edited file is hashed again
+    return sha256_file(path)
+
+
+def sha256_file_cached(path: str | os.PathLike) -> str:
+    """:func:`sha256_file`, remembered for this process per file version (real path, size,
+    modification time): for hashes taken on every call, such as the face models' cache
+    keys, whose ONNX files (166 MB for buffalo_l's recogniser) would be read again each time."""
+    st = os.stat(path)
+    return _sha256_of_version(os.path.realpath(path), st.st_size, st.st_mtime_ns)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[IO], None], *, mode: str = "wb") -> Path:

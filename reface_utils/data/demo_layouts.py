@@ -14,7 +14,7 @@ Every tree has a ``demo_manifest.csv`` (:data:`reface_utils.data.demo.MANIFEST_C
 row per image with its true identity (``pid``: the demo person drawn; 42Street writes
 its own labels into the file names), outfit, camera and view. The parsers never read it.
 
-One more, ``manifest``, is not a tree but a CSV (:mod:`reface_utils.data.manifest`) that
+One more, ``manifest``, is not a tree but a CSV (:mod:`reface_utils.data.datasets.manifest`) that
 describes the demo dataset's own images (same ids, cameras, outfits, roles and order as
 ``load_dataset("demo")``) by paths relative to the CSV's folder::
 
@@ -60,7 +60,8 @@ import numpy as np
 import pandas as pd
 
 from . import demo
-from .datasets import dataset_spec
+from .datasets import dataset_spec, load_dataset
+from .datasets.manifest import MANIFEST_FILE, manifest_text
 from ..core.files import atomic_write_text
 from ..core.paths import demo_root
 
@@ -292,9 +293,6 @@ def make_layout_dataset(layout: str, root: str | os.PathLike | None = None, seed
 def _make_manifest(folder: Path, parent: Path, seed: int, force: bool) -> Path:
     """The demo (generated or reused under ``parent``) described by ``folder/manifest.csv``;
     the CSV is rewritten (atomically) only when its text would change."""
-    from .datasets import load_dataset
-    from .manifest import MANIFEST_FILE, manifest_text
-
     images = load_dataset("demo", demo.make_demo_dataset(parent, seed)).images
     csv = folder / MANIFEST_FILE
     text = manifest_text(images, folder)

@@ -29,21 +29,23 @@ cache keeps the raw best detection (above the detector's own internal threshold
 """
 from __future__ import annotations
 
-import functools
 import os
 import warnings
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
 
 from ..core import cache
-from ..core.files import sha256_file
+from ..core.files import sha256_file_cached
 from ..core.images import ImageLike, UnreadableImageError, describe, read_rgb, warn_unreadable
 from ..core.runtime import library_versions, onnx_providers
 from ..method.features import FaceFeatures, unit_rows
+from .face_align import align_face, fit_scale
+from .face_registry import (THRESHOLD_NAMES, FaceFactory, available_face_models, face_factory,
+                            face_model_thresholds, register_face_model)
 
 __all__ = ["FaceFeatures", "FaceModel", "SFaceModel", "InsightFaceModel", "load_face_model",
            "FACE_MODELS", "register_face_model", "available_face_models", "FaceFactory",
@@ -61,46 +63,6 @@ _BUFFALO_FILES = ("det_10g.onnx", "w600k_r50.onnx")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-@functools.lru_cache(maxsize=32)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    del size, mtime_ns  # part of the lru key only: an edited file is hashed again
-    return sha256_file(path)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    st = os.stat(path)
-    return _sha256_cached(os.path.realpath(path), st.st_size, st.st_mtime_ns)
-
-
-def _align(bgr: np.ndarray, kps: np.ndarray, size: int) -> np.ndarray:
-    """InsightFace's 5-point similarity alignment to the ArcFace template."""
-    from insightface.utils.face_align import norm_crop
-    with warnings.catch_warnings():
-        # scikit-image >= 0.26 deprecates SimilarityTransform.estimate, which
-        # insightface calls; the result is unchanged.
-        warnings.simplefilter("ignore", FutureWarning)
-        return norm_crop(bgr, landmark=np.asarray(kps, dtype=np.float32), image_size=size)
-
-
-def _fit_scale(width: int, height: int, det_size: tuple[int, int] | None) -> tuple[float, int, int]:
-    """Scale and new size that fit an image into ``det_size`` (w, h), aspect kept.
-
-    Same rounding as InsightFace's SCRFD (the longer relative side fills the box).
-    """
-    if det_size is None:
-        return 1.0, width, height
-    dw, dh = det_size
-    if height / width > dh / dw:
-        new_h = dh
-        new_w = max(1, int(new_h / (height / width)))
-    else:
-        new_w = dw
-        new_h = max(1, int(new_w * (height / width)))
-    return new_h / height, new_w, new_h
-
-
 def _batch_limit(shape0: Any) -> int | None:
     """The fixed batch size of an ONNX input (None when dynamic)."""
     return int(shape0) if isinstance(shape0, (int, np.integer)) and shape0 > 0 else None
@@ -146,7 +108,7 @@ class FaceModel(ABC):
         return {
             "name": f"face-{self.name}",
             "code_version": _CODE_VERSION,
-            "files": {role: {"file": p.name, "sha256": file_sha256(p)} for role, p in self._files().items()},
+            "files": {role: {"file": p.name, "sha256": sha256_file_cached(p)} for role, p in self._files().items()},
             "det_size": list(self.det_size) if self.det_size is not None else None,
             "det_thresh": self.det_thresh,
             "nms_thresh": self.nms_thresh,
@@ -181,7 +143,7 @@ class FaceModel(ABC):
         scores, boxes, kps = self._detect(bgr)
         order = np.argsort(-np.asarray(scores), kind="stable")
         scores, boxes, kps = np.asarray(scores)[order], np.asarray(boxes)[order], np.asarray(kps)[order]
-        crops = np.stack([_align(bgr, k, self.crop_size) for k in kps]) if len(kps) else \
+        crops = np.stack([align_face(bgr, k, self.crop_size) for k in kps]) if len(kps) else \
             np.zeros((0, self.crop_size, self.crop_size, 3), np.uint8)
         return FaceFeatures(np.ones(len(scores), bool), scores, boxes.reshape(-1, 4), kps.reshape(-1, 5, 2),
                             self.embed_aligned(crops))
@@ -213,7 +175,7 @@ class FaceModel(ABC):
                     feats.det_score[i] = score
                     feats.bbox[i] = box
                     feats.kps[i] = kps
-                    crops.append(_align(bgr, kps, self.crop_size))
+                    crops.append(align_face(bgr, kps, self.crop_size))
                     rows.append(i)
                     if len(crops) >= batch_size:
                         flush()
@@ -339,7 +301,7 @@ class SFaceModel(FaceModel):
         none = (np.zeros(0, np.float32), np.zeros((0, 4), np.float32), np.zeros((0, 5, 2), np.float32))
         if min(h, w) < 8:  # nothing a detector could find, and YuNet dislikes tiny inputs
             return none
-        scale, new_w, new_h = _fit_scale(w, h, self.det_size)
+        scale, new_w, new_h = fit_scale(w, h, self.det_size)
         img = bgr if (new_w, new_h) == (w, h) else cv2.resize(bgr, (new_w, new_h))
         if self._yunet_size != (new_w, new_h):
             self._yunet.setInputSize((new_w, new_h))
@@ -453,61 +415,19 @@ class InsightFaceModel(FaceModel):
         return np.concatenate(out).astype(np.float32)
 
 
-# --------------------------------------------------------------------------- factory
-#: ``factory(**options) -> FaceModel``: what :func:`register_face_model` takes.
-FaceFactory = Callable[..., FaceModel]
-# The registry behind load_face_model (built-ins here, yours via register_face_model).
-_REGISTRY: dict[str, FaceFactory] = {"sface": SFaceModel, "insightface": InsightFaceModel,
-                                     "buffalo_l": InsightFaceModel}
-
-#: Threshold names a face model's defaults give (docs/METHOD.md section 3).
-THRESHOLD_NAMES = ("enrich_det_threshold", "det_threshold", "sim_threshold")
-#: Default thresholds per face model. insightface (buffalo_l): the reference's published
-#: commands (SCRFD detection score 0.8 when enriching the gallery, 0.7 at inference; ArcFace
-#: cosine 0.5). sface: YuNet scores and SFace cosines live on other scales; measured on real
-#: photos (same person >= 0.5 for 90% of pairs, different people <= 0.31) and on the demo
-#: (YuNet 0.78-0.94 on visible faces), one detection threshold serves both steps.
-_THRESHOLDS: dict[str, dict[str, float]] = {
-    "insightface": {"enrich_det_threshold": 0.8, "det_threshold": 0.7, "sim_threshold": 0.5},
-    "buffalo_l": {"enrich_det_threshold": 0.8, "det_threshold": 0.7, "sim_threshold": 0.5},
-    "sface": {"enrich_det_threshold": 0.6, "det_threshold": 0.6, "sim_threshold": 0.45},
-}
-
-
-def register_face_model(name: str, factory: FaceFactory, *, thresholds: Mapping[str, float] | None = None,
-                        overwrite: bool = False) -> None:
-    """Make ``load_face_model(name, **options)`` call ``factory(**options)`` (a :class:`FaceModel`).
-
-    ``thresholds``: the model's default ``det_threshold``, ``sim_threshold`` and optionally
-    ``enrich_det_threshold`` (default: ``det_threshold``), on its own score scales. Without
-    them a run must give the thresholds as parameters.
-    """
-    key = name.lower().strip()
-    if key in _REGISTRY and not overwrite:
-        raise ValueError(f"a face model called {name!r} is registered already (pass overwrite=True)")
-    checked = None
-    if thresholds is not None:
-        unknown = set(thresholds) - set(THRESHOLD_NAMES)
-        if unknown or not {"det_threshold", "sim_threshold"} <= set(thresholds):
-            raise ValueError(f"thresholds of face model {name!r} must give det_threshold and sim_threshold "
-                             f"(and may give enrich_det_threshold), got {sorted(thresholds)}")
-        checked = {k: float(v) for k, v in thresholds.items()}
-        checked.setdefault("enrich_det_threshold", checked["det_threshold"])
-    _REGISTRY[key] = factory
-    if checked is not None:
-        _THRESHOLDS[key] = checked
-    else:
-        _THRESHOLDS.pop(key, None)
-
-
-def available_face_models() -> list[str]:
-    return sorted(_REGISTRY)
-
-
-def face_model_thresholds(name: str) -> dict[str, float] | None:
-    """The default thresholds of a face model (see :func:`register_face_model`), or None."""
-    found = _THRESHOLDS.get(str(name).lower().strip())
-    return dict(found) if found is not None else None
+# --------------------------------------------------------------------------- built-ins
+# Registered as a user's model is (models/face_registry.py). Thresholds: insightface
+# (buffalo_l): the reference's published commands (SCRFD detection score 0.8 when enriching
+# the gallery, 0.7 at inference; ArcFace cosine 0.5). sface: YuNet scores and SFace cosines
+# live on other scales; measured on real photos (same person >= 0.5 for 90% of pairs,
+# different people <= 0.31) and on the demo (YuNet 0.78-0.94 on visible faces), one
+# detection threshold serves both steps.
+_PAPER_THRESHOLDS = {"enrich_det_threshold": 0.8, "det_threshold": 0.7, "sim_threshold": 0.5}
+# overwrite=True: a reload of this module registers them again
+register_face_model("sface", SFaceModel, overwrite=True,
+                    thresholds={"enrich_det_threshold": 0.6, "det_threshold": 0.6, "sim_threshold": 0.45})
+register_face_model("insightface", InsightFaceModel, thresholds=_PAPER_THRESHOLDS, overwrite=True)
+register_face_model("buffalo_l", InsightFaceModel, thresholds=_PAPER_THRESHOLDS, overwrite=True)
 
 
 def load_face_model(name: str = "sface", **options: Any) -> FaceModel:
@@ -518,8 +438,4 @@ def load_face_model(name: str = "sface", **options: Any) -> FaceModel:
     ``nms_thresh``, ``providers``; insightface also ``pack_dir`` / ``root``; sface also
     ``model_dir``.
     """
-    key = name.lower().strip()
-    if key not in _REGISTRY:
-        raise ValueError(f"unknown face model {name!r}; choose one of {', '.join(available_face_models())} "
-                         "(register your own with register_face_model)")
-    return _REGISTRY[key](**options)
+    return face_factory(name)(**options)

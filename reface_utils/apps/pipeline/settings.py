@@ -3,7 +3,6 @@
 """
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -16,8 +15,8 @@ from ...core.plugins import load_entry_point_plugins, load_plugins
 from ...core.paths import results_dir
 from ...data.datasets import (BUILT_IN_SPECS, DatasetSpec, EnrichmentRules, available_datasets, canonical_name,
                               dataset_spec)
-from ...models.face import available_face_models, face_model_thresholds
-from ...models.reid import available_reid_models
+from ...models.face import face_model_thresholds
+from ...models.names import face_model_name, reid_model_name
 
 
 #: Face thresholds of the built-in backends (the face registry holds them, with those of
@@ -308,16 +307,13 @@ def _checked_values(parameters: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _model_hint(parameter: str) -> str:
+    """What the pipeline adds to an unknown model name's error (models.names words the rest)."""
+    return f" (in a plugin: the `plugins` parameter) or leave {parameter}=None for the dataset's default"
+
+
 def _face_model_name(value: Any) -> str:
-    given = text("face_model", value).lower()
-    known = available_face_models()
-    if given not in known:
-        close = difflib.get_close_matches(given, known, 1)
-        raise ValueError(f"parameter face_model: unknown face model {value!r}"
-                         f"{f' (did you mean {close[0]!r}?)' if close else ''}; registered: {', '.join(known)}. "
-                         "Add yours with reface_utils.models.face.register_face_model (in a plugin: the "
-                         "`plugins` parameter) or leave face_model=None for the dataset's default")
-    return given
+    return face_model_name(value, hint=_model_hint("face_model"))
 
 
 def _plugins(value: Any) -> str | None:
@@ -350,13 +346,10 @@ def _dataset_name(value: Any) -> str:
 
 
 def _reid_model_name(value: Any) -> str | None:
-    given = text("reid_model", value, optional=True)
-    known = available_reid_models() + [FEATURES_MODEL]
-    if given is not None and given not in known:
-        raise ValueError(f"parameter reid_model must be one of {known} (or a model you registered with "
-                         f"reface_utils.models.reid.register_reid_model, in a plugin: the `plugins` parameter), "
-                         f"got {value!r}")
-    return given
+    if value is None:
+        return None
+    return reid_model_name(value, also={FEATURES_MODEL: "your model's features from reid_features"},
+                           hint=_model_hint("reid_model"))
 
 
 def _device(value: Any) -> str:

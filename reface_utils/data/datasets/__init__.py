@@ -41,7 +41,7 @@ accepted too.
 
 A dataset is one module of this package: ``prcc.py``, ``ltcc.py``, ``last.py``,
 ``ccvid.py``, ``vcclothes.py`` (with its ``_sc``/``_cc`` camera subsets), ``street42.py``,
-``demo.py`` and ``manifest.py`` (your CSV, read by :mod:`reface_utils.data.manifest`). Each
+``demo.py`` and ``manifest.py`` (your CSV: its reader and writer too). Each
 holds its parser and one :class:`DatasetSpec` (``spec.py``) with everything the project
 knows about it: names, layout, loader, enrichment rules, evaluation facts, the paper
 comparison, its CAL checkpoint, where to get it, and whether its default models are the

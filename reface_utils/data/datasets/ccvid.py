@@ -16,18 +16,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import (COLUMNS, Dataset, DatasetError, DatasetNotFoundError, Report, _files, _missing, _needs_root,
-                     _rank, _report_table, _resolve_root, _table, layout_of)
+from .common import (COLUMNS, Dataset, DatasetError, DatasetNotFoundError, Report, _files, _folder_loader, _missing,
+                     _rank, _report_table, _resolve_root, _table)
 from .registry import register_dataset
 from .spec import DatasetSpec, EnrichmentRules, PaperComparison, published
 
 NAME = "ccvid"
 
 
-def _read_list(path: Path, name: str) -> list[tuple[str, str, str, int]]:
+def _read_list(path: Path, name: str, layout: str) -> list[tuple[str, str, str, int]]:
     """CCVID list file -> (tracklet, pid, clothes label, line number)."""
     if not path.is_file():
-        raise _missing("list file", path, name)
+        raise _missing("list file", path, name, layout)
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as err:
@@ -43,7 +43,7 @@ def _read_list(path: Path, name: str) -> list[tuple[str, str, str, int]]:
         out.append((fields[0], fields[1], fields[2], n))
     if not out:
         raise DatasetError(f"{name}: list file {path} is empty (no tracklets). "
-                           f"Expected layout: {layout_of(name)}")
+                           f"Expected layout: {layout}")
     return out
 
 
@@ -63,9 +63,9 @@ _FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 
 def load_ccvid(root: Path) -> Dataset:
-    name = NAME
-    root = _resolve_root(name, root, "query.txt")
-    lists = {role: _read_list(root / f"{role}.txt", name) for role in ("gallery", "query")}
+    name, layout = NAME, SPEC.layout
+    root = _resolve_root(name, root, "query.txt", layout, SPEC.usual_dirs)
+    lists = {role: _read_list(root / f"{role}.txt", name, layout) for role in ("gallery", "query")}
     clothes = _rank(f"{pid}_{c}" for entries in lists.values() for _, pid, c, _ in entries)
     rows: dict[str, list] = {k: [] for k in COLUMNS}
     report: Report = []
@@ -77,7 +77,7 @@ def load_ccvid(root: Path) -> Dataset:
             folder = root / tracklet
             if not folder.is_dir():
                 raise DatasetNotFoundError(f"{NAME}: {where}: tracklet folder {folder} does not "
-                                           f"exist. Expected layout: {layout_of(name)}")
+                                           f"exist. Expected layout: {layout}")
             frames = _files(folder, _FRAME_SUFFIXES, name, role, report)
             if not frames:
                 raise DatasetError(f"{NAME}: {where}: tracklet folder {folder} holds no frames "
@@ -95,7 +95,7 @@ def load_ccvid(root: Path) -> Dataset:
 
 SPEC = DatasetSpec(
     name=NAME,
-    loader=_needs_root(NAME, load_ccvid),
+    loader=_folder_loader(load_ccvid),
     title="CCVID",
     layout=("<root>/{query,gallery}.txt with lines '<session>/<tracklet> <pid> <clothes label>',"
             " frames in <root>/<session>/<tracklet>/"),

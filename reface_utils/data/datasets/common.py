@@ -2,9 +2,9 @@
 walks and checks the parsers build on (each real folder read once, every skipped file noted).
 
 The dataset modules of this package (``prcc.py``, ``ltcc.py``, ...) import from here; the
-registry (``registry.py``) too. Errors show a dataset's layout by its name
-(:func:`layout_of`), so a parser reused under another name (the demo reads the LTCC
-layout) names the right one.
+registry (``registry.py``) too, so nothing here looks at the registry: a parser passes its
+own layout text (and usual folder names) to the walks whose errors show them, and a
+parser read under another name (the demo reads the LTCC layout) shows the layout it reads.
 """
 from __future__ import annotations
 
@@ -132,46 +132,42 @@ class Dataset:
 
 
 # --------------------------------------------------------------------------- helpers
+# ``name`` in the helpers below is the dataset being read, for messages; ``layout`` is the
+# layout text of the parser reading it (its spec's ``layout``), shown where a folder does
+# not follow it: passed in, never looked up (the registry builds on this module).
 
-def layout_of(name: str) -> str:
-    """The layout text of dataset ``name`` shown in errors (its spec's ``layout``)."""
-    from .registry import LAYOUTS  # the registry builds on this module: looked up when an error is made
-    return LAYOUTS.get(name, "see the loader registered for it")
-
-
-def _usual_dirs(name: str) -> tuple[str, ...]:
-    from .registry import _SPECS
-    spec = _SPECS.get(name)
-    return spec.usual_dirs if spec is not None else ()
-
-
-def _missing(what: str, path: Path, name: str) -> DatasetNotFoundError:
+def _missing(what: str, path: Path, name: str, layout: str) -> DatasetNotFoundError:
     return DatasetNotFoundError(
-        f"{name}: {what} {path} does not exist. Expected layout: {layout_of(name)} "
+        f"{name}: {what} {path} does not exist. Expected layout: {layout} "
         f"(see reface_utils.data.datasets for details)")
 
 
-def _resolve_root(name: str, root: str | os.PathLike, marker: str) -> Path:
-    """The dataset folder: ``root`` itself, or ``root/<usual name>`` if only that has ``marker``."""
+def _resolve_root(name: str, root: str | os.PathLike | None, marker: str, layout: str,
+                  usual_dirs: Sequence[str] = ()) -> Path:
+    """The dataset folder: ``root`` itself, or ``root/<usual name>`` (one of ``usual_dirs``,
+    the spec's) if only that has ``marker``; ``root=None`` is an error showing the layout."""
+    if root is None:
+        raise DatasetNotFoundError(f"load_dataset({name!r}) needs root=<the dataset folder>. "
+                                   f"Expected layout: {layout}")
     root = Path(root).expanduser()
     if root.is_symlink() and not root.exists():
         raise DatasetNotFoundError(f"{name}: dataset folder {root} is a symbolic link that leads "
                                    f"nowhere (its target is missing, or the link loops back on itself)")
     if not root.is_dir():
-        raise _missing("dataset folder", root, name)
+        raise _missing("dataset folder", root, name, layout)
     if not (root / marker).exists():
-        for sub in _usual_dirs(name):
+        for sub in usual_dirs:
             if (root / sub / marker).exists():
                 return (root / sub).absolute()
     return root.absolute()
 
 
-def _require_dir(path: Path, name: str, what: str = "split folder") -> Path:
+def _require_dir(path: Path, name: str, layout: str, what: str = "split folder") -> Path:
     if path.is_symlink() and not path.exists():
         raise DatasetNotFoundError(f"{name}: {what} {path} is a symbolic link that leads nowhere "
                                    "(its target is missing, or the link loops back on itself)")
     if not path.is_dir():
-        raise _missing(what, path, name)
+        raise _missing(what, path, name, layout)
     return path
 
 
@@ -300,15 +296,32 @@ def _match_all(paths: Sequence[str], pattern: re.Pattern, name: str, expected: s
     return groups
 
 
-def _nonempty(paths: Sequence, folder: Path | str, name: str, what: str = "images") -> None:
+def _nonempty(paths: Sequence, folder: Path | str, name: str, layout: str, what: str = "images") -> None:
     if len(paths) == 0:
         raise DatasetError(f"{name}: split {folder} is empty (no {what} found). "
-                           f"Expected layout: {layout_of(name)}")
+                           f"Expected layout: {layout}")
 
 
 def _rank(keys: Iterable[str]) -> dict[str, int]:
     """Sorted distinct keys -> 0..K-1, the reference parsers' relabelling."""
     return {k: i for i, k in enumerate(sorted(set(keys)))}
+
+
+def _labelled_rows(parsed: Sequence[tuple[str, Sequence[str], Sequence[tuple[str, ...]]]],
+                   label: Callable[[tuple[str, ...]], tuple[int, int, str]]) -> dict[str, list]:
+    """The rows of image files labelled by their names: ``parsed`` holds ``(role, files,
+    name groups)`` per split, ``label(groups) -> (pid, camid, clothes key)``; ``clothes_id``
+    is the key's rank among the keys of every split (the reference parsers' relabelling)."""
+    labels = [[label(g) for g in groups] for _, _, groups in parsed]
+    clothes = _rank(key for part in labels for _, _, key in part)
+    rows: dict[str, list] = {k: [] for k in ("path", "pid", "camid", "clothes_id", "role")}
+    for (role, files, _), part in zip(parsed, labels):
+        rows["path"] += files
+        rows["pid"] += [pid for pid, _, _ in part]
+        rows["camid"] += [camid for _, camid, _ in part]
+        rows["clothes_id"] += [clothes[key] for _, _, key in part]
+        rows["role"] += [role] * len(files)
+    return rows
 
 
 def _report_table(report: Report) -> pd.DataFrame:
@@ -324,12 +337,9 @@ def _table(rows: dict[str, list]) -> pd.DataFrame:
                       "role": str, "track": str})
 
 
-def _needs_root(name: str, load: Callable[[Any], Dataset]) -> Callable[[Any, int], Dataset]:
-    """``loader(root, seed)`` for a parser that reads a folder: ``root=None`` is an error
-    showing the layout, the seed is not used."""
+def _folder_loader(load: Callable[[Any], Dataset]) -> Callable[[Any, int], Dataset]:
+    """``loader(root, seed)`` for a parser that reads a folder: nothing is drawn, the seed is
+    not used (``root=None`` is the parser's error: :func:`_resolve_root`)."""
     def loader(root: str | os.PathLike | None, seed: int) -> Dataset:
-        if root is None:
-            raise DatasetNotFoundError(f"load_dataset({name!r}) needs root=<the dataset folder>. "
-                                       f"Expected layout: {layout_of(name)}")
         return load(root)
     return loader

@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from .common import (Dataset, Report, _files, _match_all, _needs_root, _nonempty, _note, _report_table,
+from .common import (Dataset, Report, _files, _folder_loader, _match_all, _nonempty, _note, _report_table,
                      _require_dir, _resolve_root, _subdirs, _table)
 from .registry import register_dataset
 from .spec import DatasetSpec, EnrichmentRules, PaperComparison, published
@@ -27,17 +27,17 @@ _LAST_NAME = re.compile(r"(\d+)(?:_.*)?\.jpg")
 
 
 def load_last(root: Path) -> Dataset:
-    name = NAME
-    root = _resolve_root(name, root, "test")
-    test = _require_dir(root / "test", name)
-    qdir = _require_dir(test / "query", name)
-    gdir = _require_dir(test / "gallery", name)
+    name, layout = NAME, SPEC.layout
+    root = _resolve_root(name, root, "test", layout, SPEC.usual_dirs)
+    test = _require_dir(root / "test", name, layout)
+    qdir = _require_dir(test / "query", name, layout)
+    gdir = _require_dir(test / "gallery", name, layout)
     report: Report = []
     query = _files(qdir, (".jpg",), name, "query", report)
-    _nonempty(query, qdir, name)
+    _nonempty(query, qdir, name, layout)
     gallery = sorted(f for d in _subdirs(gdir, name, "gallery", report, "<pid> folders")
                      for f in _files(Path(d), (".jpg",), name, "gallery", report))
-    _nonempty(gallery, gdir, name, "images in <pid> sub-folders")
+    _nonempty(gallery, gdir, name, layout, "images in <pid> sub-folders")
     pattern = "<pid>_<...>.jpg"
     q_pid = [int(g[0]) for g in _match_all(query, _LAST_NAME, name, pattern)]
     g_pid = [int(g[0]) for g in _match_all(gallery, _LAST_NAME, name, pattern)]
@@ -60,7 +60,7 @@ def load_last(root: Path) -> Dataset:
 
 SPEC = DatasetSpec(
     name=NAME,
-    loader=_needs_root(NAME, load_last),
+    loader=_folder_loader(load_last),
     title="LaST",
     layout="<root>/test/query/<pid>_<...>.jpg and <root>/test/gallery/<pid>/<pid>_<...>.jpg",
     usual_dirs=("last", "LaST"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .common import (Dataset, Report, _files, _match_all, _needs_root, _nonempty, _rank, _report_table,
+from .common import (Dataset, Report, _files, _folder_loader, _labelled_rows, _match_all, _nonempty, _report_table,
                      _require_dir, _resolve_root, _table)
 from .registry import register_dataset
 from .spec import DatasetSpec, EnrichmentRules, PaperComparison, published
@@ -28,30 +28,25 @@ _LTCC_NAME = re.compile(r"((\d+)_(\d+))_c(\d+)(?:_.*)?\.png")
 
 def load_ltcc(root: Path, name: str = NAME) -> Dataset:
     """The LTCC layout under ``root``; ``name``: the dataset it is read as (the demo reads it too)."""
-    root = _resolve_root(name, root, "query")
+    layout = SPEC.layout  # LTCC's, whatever name it is read as
+    root = _resolve_root(name, root, "query", layout, SPEC.usual_dirs)
     splits = (("test", "gallery"), ("query", "query"))
     parsed = []
     report: Report = []
     for folder, role in splits:
-        d = _require_dir(root / folder, name)
+        d = _require_dir(root / folder, name, layout)
         files = _files(d, (".png",), name, role, report)
-        _nonempty(files, d, name)
+        _nonempty(files, d, name, layout)
         parsed.append((role, files, _match_all(files, _LTCC_NAME, name,
                                                "<pid>_<clothes>_c<cam>_<frame>.png")))
-    clothes = _rank(g[0] for _, _, groups in parsed for g in groups)
-    rows: dict[str, list] = {k: [] for k in ("path", "pid", "camid", "clothes_id", "role")}
-    for role, files, groups in parsed:
-        rows["path"] += files
-        rows["pid"] += [int(g[1]) for g in groups]
-        rows["camid"] += [int(g[3]) - 1 for g in groups]
-        rows["clothes_id"] += [clothes[g[0]] for g in groups]
-        rows["role"] += [role] * len(files)
+    # (pid, camid = cam - 1, clothes key "<pid>_<clothes>")
+    rows = _labelled_rows(parsed, lambda g: (int(g[1]), int(g[3]) - 1, g[0]))
     return Dataset(name, root, _table(rows), eval_modes=EVAL_MODES, file_report=_report_table(report))
 
 
 SPEC = DatasetSpec(
     name=NAME,
-    loader=_needs_root(NAME, load_ltcc),
+    loader=_folder_loader(load_ltcc),
     title="LTCC",
     aliases=("LTCC_ReID",),
     layout="<root>/{query,test}/<pid>_<clothes>_c<cam>_<frame>.png",

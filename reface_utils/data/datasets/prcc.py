@@ -16,8 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .common import (Dataset, DatasetError, Report, _files, _needs_root, _nonempty, _report_table, _require_dir,
-                     _resolve_root, _subdirs, _table, layout_of)
+from .common import (Dataset, DatasetError, Report, _files, _folder_loader, _nonempty, _report_table, _require_dir,
+                     _resolve_root, _subdirs, _table)
 from .registry import register_dataset
 from .spec import DatasetSpec, EnrichmentRules, PaperComparison, published
 
@@ -25,10 +25,10 @@ NAME = "prcc"
 
 
 def load_prcc(root: Path) -> Dataset:
-    name = NAME
-    root = _resolve_root(name, root, "rgb")
-    test = _require_dir(root / "rgb" / "test", name)
-    cams = {c: _require_dir(test / c, name, "camera folder") for c in "ABC"}
+    name, layout = NAME, SPEC.layout
+    root = _resolve_root(name, root, "rgb", layout, SPEC.usual_dirs)
+    test = _require_dir(root / "rgb" / "test", name, layout)
+    cams = {c: _require_dir(test / c, name, layout, "camera folder") for c in "ABC"}
 
     report: Report = []
     roles = {"A": "gallery", "B": "query_same", "C": "query_diff"}
@@ -38,7 +38,7 @@ def load_prcc(root: Path) -> Dataset:
         for d in _subdirs(cams[cam], name, roles[cam], report if note else None, "<pid> folders"):
             if not os.path.basename(d).isdigit():
                 raise DatasetError(f"{name}: folder {d} is not a person id folder "
-                                   f"(expected a number). Expected layout: {layout_of(name)}")
+                                   f"(expected a number). Expected layout: {layout}")
             out.append((int(os.path.basename(d)), d))
         return out
 
@@ -57,14 +57,14 @@ def load_prcc(root: Path) -> Dataset:
             rows["camid"] += [camid] * len(files)
             rows["clothes_id"] += [2 * label[pid] + (cam == "C")] * len(files)
             rows["role"] += [role] * len(files)
-        _nonempty(rows["path"][n_before:], cams[cam], name)
+        _nonempty(rows["path"][n_before:], cams[cam], name, layout)
     return Dataset(name, root, _table(rows), query_roles=("query_same", "query_diff"),
                    eval_modes=SPEC.eval_modes, file_report=_report_table(report))
 
 
 SPEC = DatasetSpec(
     name=NAME,
-    loader=_needs_root(NAME, load_prcc),
+    loader=_folder_loader(load_prcc),
     title="PRCC",
     layout="<root>/rgb/test/{A,B,C}/<pid>/<image>.jpg",
     usual_dirs=("prcc", "PRCC"),

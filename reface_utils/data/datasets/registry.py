@@ -39,7 +39,8 @@ def canonical_name(name: str) -> str:
     key = _key(name)
     if key not in _ALIASES:
         raise ValueError(f"unknown dataset {name!r}; registered: {', '.join(available_datasets())}. Add yours "
-                         "without code as a CSV (dataset='manifest', data_root=<the CSV>: reface_utils.data.manifest), "
+                         "without code as a CSV (dataset='manifest', data_root=<the CSV>: "
+                         "reface_utils.data.datasets.manifest), "
                          "or with register_dataset in a plugin (the notebooks' `plugins` parameter)")
     return _ALIASES[key]
 
@@ -50,15 +51,25 @@ def dataset_spec(name: str) -> DatasetSpec:
 
 
 def _rules(name: str, enrichment: Mapping[str, Any] | EnrichmentRules | None) -> EnrichmentRules | None:
+    """The ``enrichment=`` of :func:`register_dataset` as :class:`EnrichmentRules`, every
+    problem named at once (a misspelt rule would otherwise be dropped without a word)."""
     if enrichment is None or isinstance(enrichment, EnrichmentRules):
         return enrichment
-    unknown = sorted(set(enrichment) - set(_RULE_NAMES))
-    bad = [k for k in ("clothes_changing", "vote_by_track") if not isinstance(enrichment.get(k, False), bool)]
-    if unknown or bad:
-        raise ValueError(f"enrichment rules of dataset {name!r}: known keys are {list(_RULE_NAMES)} "
-                         f"(clothes_changing and vote_by_track True or False); got {dict(enrichment)!r}")
-    return EnrichmentRules(bool(enrichment.get("clothes_changing", False)), bool(enrichment.get("vote_by_track", False)),
-                           str(enrichment.get("why", "registered with the dataset")))
+    if not isinstance(enrichment, Mapping):
+        raise TypeError(f"enrichment rules of dataset {name!r} must be a dict {{'clothes_changing': True/False, "
+                        "'vote_by_track': True/False, 'why': text}, EnrichmentRules or None (decided from the "
+                        f"data), got {enrichment!r}")
+    problems = [f"unknown key {k!r}" for k in sorted(set(enrichment) - set(_RULE_NAMES), key=str)]
+    problems += [f"{k} must be True or False, got {enrichment[k]!r}" for k in ("clothes_changing", "vote_by_track")
+                 if k in enrichment and not isinstance(enrichment[k], bool)]
+    if "why" in enrichment and not isinstance(enrichment["why"], str):
+        problems.append(f"why must be text (where the rules come from), got {enrichment['why']!r}")
+    if problems:
+        raise ValueError(f"enrichment rules of dataset {name!r}: {'; '.join(problems)}. Known keys are "
+                         f"{list(_RULE_NAMES)}, e.g. {{'clothes_changing': True, 'vote_by_track': False, "
+                         "'why': 'as the paper'}")
+    return EnrichmentRules(enrichment.get("clothes_changing", False), enrichment.get("vote_by_track", False),
+                           enrichment.get("why", "registered with the dataset"))
 
 
 def register_dataset(name: str | DatasetSpec, loader: DatasetLoader | None = None, *, aliases: Sequence[str] = (),

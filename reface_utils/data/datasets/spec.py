@@ -36,6 +36,15 @@ class EnrichmentRules:
     vote_by_track: bool
     why: str
 
+    def __post_init__(self) -> None:
+        # a rule given as text ("no") or a number would be truthy and switch itself on
+        for rule in ("clothes_changing", "vote_by_track"):
+            value = getattr(self, rule)
+            if not isinstance(value, bool):
+                raise TypeError(f"EnrichmentRules: {rule} must be True or False, got {value!r}")
+        if not isinstance(self.why, str):
+            raise TypeError(f"EnrichmentRules: why must be text (where the rules come from), got {self.why!r}")
+
 
 @dataclass(frozen=True)
 class PublishedResult:
@@ -119,7 +128,8 @@ class DatasetSpec:
         if not callable(self.loader):
             raise TypeError(f"dataset {self.name!r}: loader must be callable as loader(root, seed), got {self.loader!r}")
         if self.enrichment is not None and not isinstance(self.enrichment, EnrichmentRules):
-            raise TypeError(f"dataset {self.name!r}: enrichment must be EnrichmentRules or None")
+            raise TypeError(f"dataset {self.name!r}: enrichment must be EnrichmentRules(clothes_changing, "
+                            f"vote_by_track, why) or None, got {self.enrichment!r}")
         # sequences given as lists become tuples (the spec is frozen and hashable)
         for name in ("aliases", "usual_dirs", "eval_modes", "downloads"):
             object.__setattr__(self, name, tuple(getattr(self, name)))

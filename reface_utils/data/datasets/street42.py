@@ -23,7 +23,7 @@ import re
 from pathlib import Path
 
 from .common import (Dataset, DatasetError, Report, _check_no_overlap, _files, _files_below, _match_all,
-                     _needs_root, _nonempty, _note, _report_table, _require_dir, _resolve_root, _subdirs, _table)
+                     _folder_loader, _nonempty, _note, _report_table, _require_dir, _resolve_root, _subdirs, _table)
 from .registry import register_dataset
 from .spec import DatasetSpec, EnrichmentRules, PaperComparison, published
 
@@ -42,13 +42,13 @@ _STREET42_TRACK = re.compile(r"(\d+)_.*")
 
 
 def load_street42(root: Path) -> Dataset:
-    name = NAME
-    root = _resolve_root(name, root, "gallery")
-    gdir = _require_dir(root / "gallery", name)
-    tdir = _require_dir(root / "test" / "tracklets", name)
+    name, layout = NAME, SPEC.layout
+    root = _resolve_root(name, root, "gallery", layout, SPEC.usual_dirs)
+    gdir = _require_dir(root / "gallery", name, layout)
+    tdir = _require_dir(root / "test" / "tracklets", name, layout)
     report: Report = []
     gallery = _files(gdir, (".jpg", ".png"), name, "gallery", report)
-    _nonempty(gallery, gdir, name)
+    _nonempty(gallery, gdir, name, layout)
     g_pid = [int(g[0]) for g in _match_all(gallery, _STREET42_GALLERY, name, "<pid>_<...>.jpg|png")]
     rows: dict[str, list] = {"path": list(gallery), "pid": g_pid, "camid": [0] * len(gallery),
                              "clothes_id": [-1] * len(gallery), "role": ["gallery"] * len(gallery),
@@ -72,13 +72,14 @@ def load_street42(root: Path) -> Dataset:
             rows["clothes_id"] += [-1] * k
             rows["role"] += ["query"] * k
             rows["track"] += [f"{os.path.basename(video)}/{track_name}"] * k
-    _nonempty(rows["path"][len(gallery):], tdir, name, "tracklet frames")
+    _nonempty(rows["path"][len(gallery):], tdir, name, layout, "tracklet frames")
     extra_roles: tuple[str, ...] = ()
     extra_dir = next((root / d for d in EXTRA_DIRS if (root / d).is_dir()), None)
     if extra_dir is not None:
         extra = _files_below(extra_dir, (".jpg", ".png"), name, "extra", report)
         _check_no_overlap(name, extra, rows["path"], extra_dir)
-        _nonempty(extra, extra_dir, name, "extra-data crops (.jpg/.png); remove the empty folder to run without")
+        _nonempty(extra, extra_dir, name, layout,
+                  "extra-data crops (.jpg/.png); remove the empty folder to run without")
         n = len(extra)
         rows["path"] += extra
         rows["pid"] += [-1] * n
@@ -93,7 +94,7 @@ def load_street42(root: Path) -> Dataset:
 
 SPEC = DatasetSpec(
     name=NAME,
-    loader=_needs_root(NAME, load_street42),
+    loader=_folder_loader(load_street42),
     title="42Street",
     aliases=("42street",),
     layout=("<root>/gallery/<pid>_<...>.jpg|png and "

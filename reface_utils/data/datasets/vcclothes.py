@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from .common import (Dataset, Report, _files, _match_all, _needs_root, _nonempty, _rank, _report_table,
+from .common import (Dataset, Report, _files, _folder_loader, _labelled_rows, _match_all, _nonempty, _report_table,
                      _require_dir, _resolve_root, _table)
 from .registry import register_dataset
 from .spec import DatasetSpec, EnrichmentRules, PaperComparison, published
@@ -34,28 +34,24 @@ CAMERA_SUBSETS = (("cameras-3-4", tuple(c - 1 for c in _VC_CAMERAS[CC_NAME])),)
 
 def load_vcclothes(root: Path, name: str = NAME) -> Dataset:
     keep = _VC_CAMERAS[name]
-    root = _resolve_root(name, root, "query")
+    spec = _SPECS[name]
+    layout = spec.layout
+    root = _resolve_root(name, root, "query", layout, spec.usual_dirs)
     parsed = []
     report: Report = []
     for folder, role in (("gallery", "gallery"), ("query", "query")):
-        d = _require_dir(root / folder, name)
+        d = _require_dir(root / folder, name, layout)
         files = _files(d, (".jpg",), name, role, report)
-        _nonempty(files, d, name)
+        _nonempty(files, d, name, layout)
         groups = _match_all(files, _VC_NAME, name, "<pid>-<cam>-<clothes>-<n>.jpg")
         if keep is not None:  # camera subset of the reference's sc/cc variants
             kept = [(f, g) for f, g in zip(files, groups) if int(g[1]) in keep]
             files, groups = [f for f, _ in kept], [g for _, g in kept]
-            _nonempty(files, d, name, f"images of cameras {keep}")
+            _nonempty(files, d, name, layout, f"images of cameras {keep}")
         parsed.append((role, files, groups))
-    clothes = _rank(g[0] + g[2] for _, _, groups in parsed for g in groups)
-    rows: dict[str, list] = {k: [] for k in ("path", "pid", "camid", "clothes_id", "role")}
-    for role, files, groups in parsed:
-        rows["path"] += files
-        rows["pid"] += [int(g[0]) for g in groups]
-        rows["camid"] += [int(g[1]) - 1 for g in groups]
-        rows["clothes_id"] += [clothes[g[0] + g[2]] for g in groups]
-        rows["role"] += [role] * len(files)
-    return Dataset(name, root, _table(rows), eval_modes=EVAL_MODES, camera_subsets=_SPECS[name].camera_subsets,
+    # (pid, camid = cam - 1, clothes key "<pid><clothes>")
+    rows = _labelled_rows(parsed, lambda g: (int(g[0]), int(g[1]) - 1, g[0] + g[2]))
+    return Dataset(name, root, _table(rows), eval_modes=EVAL_MODES, camera_subsets=spec.camera_subsets,
                    file_report=_report_table(report))
 
 
@@ -66,7 +62,7 @@ _HOW_TO_GET = "Request VC-Clothes from its authors: https://wanfb.github.io/data
 
 
 def _variant(name: str, **facts) -> DatasetSpec:
-    return DatasetSpec(name=name, loader=_needs_root(name, lambda root: load_vcclothes(root, name)),
+    return DatasetSpec(name=name, loader=_folder_loader(lambda root: load_vcclothes(root, name)),
                        layout=_LAYOUT, usual_dirs=_USUAL_DIRS, eval_modes=EVAL_MODES, enrichment=_RULES,
                        how_to_get=_HOW_TO_GET, **facts)
 

@@ -18,8 +18,11 @@ CUDA when torch sees one.
 
 Modules (each imports only those listed before it; none imports this package back):
 
-* ``contract.py``: the inputs, the plan, the blocks, the merge, ``Workspace``,
-  ``PhaseClock``, ``resolve_device``, ``top_k`` -- what every backend reads and returns;
+* ``inputs.py``: ``FeatureSet``, ``EnrichedGallery``, ``RetrievalConfig``,
+  ``default_configs`` -- the inputs, each checked on construction;
+* ``contract.py``: the plan (and ``PlanOptions``, its options that entry points pass on),
+  the blocks, the merge, ``Workspace``, ``PhaseClock``, ``resolve_device``, ``top_k`` --
+  what every backend reads and returns;
 * ``numpy_backend.py``, ``torch_backend.py``: the arrays and primitive operations of each
   device (products, face distances, gathers, ranking);
 * ``blockstep.py``: the block step written once over a backend -- the enrichment variants
@@ -48,25 +51,9 @@ is transductive.
 """
 from __future__ import annotations
 
-from .contract import (
-    DEVICES,
-    ENRICHMENT_KINDS,
-    BlockScores,
-    EnrichedGallery,
-    FeatureSet,
-    PhaseClock,
-    QueryBlock,
-    RetrievalConfig,
-    RetrievalPlan,
-    RetrievalResult,
-    Workspace,
-    default_configs,
-    merge_blocks,
-    plan_retrieval,
-    query_blocks,
-    resolve_device,
-    top_k,
-)
+from .contract import (DEVICES, BlockScores, PhaseClock, PlanOptions, PlanOptionsWithDevice, QueryBlock, RetrievalPlan,
+                       RetrievalResult, Workspace, merge_blocks, plan_retrieval, query_blocks, resolve_device, top_k)
+from .inputs import ENRICHMENT_KINDS, EnrichedGallery, FeatureSet, RetrievalConfig, default_configs
 from .run import run_retrieval, score_block
 
 __all__ = [
@@ -89,4 +76,6 @@ __all__ = [
     "PhaseClock",
     "DEVICES",
     "ENRICHMENT_KINDS",
+    "PlanOptions",
+    "PlanOptionsWithDevice",
 ]

@@ -32,7 +32,8 @@ from typing import Iterable
 import numpy as np
 
 from ..fusion import EnrichmentLayout, fuse_into
-from .contract import BlockScores, PhaseClock, QueryBlock, RetrievalConfig, RetrievalPlan
+from .contract import BlockScores, PhaseClock, QueryBlock, RetrievalPlan
+from .inputs import RetrievalConfig
 
 __all__ = ["score_block_on", "lowest_per_variant", "config_distances"]
 

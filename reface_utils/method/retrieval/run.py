@@ -3,13 +3,14 @@ backend: ``numpy_backend.py``, or ``torch_backend.py`` for a torch device, impor
 and :func:`run_retrieval` (plan, blocks, merge)."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Sequence, Unpack
 
 from tqdm.auto import tqdm
 
 from .blockstep import score_block_on
-from .contract import (BlockScores, EnrichedGallery, FeatureSet, QueryBlock, RetrievalConfig, RetrievalPlan,
-                       RetrievalResult, Workspace, merge_blocks, plan_retrieval, query_blocks)
+from .contract import (BlockScores, PlanOptionsWithDevice, QueryBlock, RetrievalPlan, RetrievalResult, Workspace,
+                       merge_blocks, plan_retrieval, query_blocks)
+from .inputs import FeatureSet, RetrievalConfig
 from .numpy_backend import NumpyBackend
 
 __all__ = ["score_block", "run_retrieval"]
@@ -41,19 +42,17 @@ def run_retrieval(
     gallery: FeatureSet,
     configs: Sequence[RetrievalConfig] | None = None,
     *,
-    modes: Sequence[str] = ("standard",),
-    enriched: EnrichedGallery | None = None,
-    exclude_same_camera: bool = True,
     block_size: int | None = None,
-    topk: int = 0,
-    threads: int | None = None,
     progress: bool = True,
     timings: dict[str, float] | None = None,
-    device: str = "auto",
     workspace: Workspace | None = None,
+    **options: Unpack[PlanOptionsWithDevice],
 ) -> RetrievalResult:
     """Evaluate every config and mode in one block-wise pass over the queries.
 
+    options: ``modes``, ``enriched``, ``exclude_same_camera``, ``topk``, ``threads`` and
+        ``device`` (:class:`PlanOptionsWithDevice`), passed to :func:`plan_retrieval` as
+        they are: its signature holds their defaults.
     block_size: queries per block (default: about 192 MiB per distance buffer in whole
         product tiles, 512..1024; on a GPU 768 MiB, up to 4096). Multiples of
         fusion.PRODUCT_TILE give the full-matrix computation's bits.
@@ -73,8 +72,7 @@ def run_retrieval(
     query)])`` with ``plan = plan_retrieval(...)``: those three steps are the API for
     running blocks elsewhere (threads, processes, a cluster).
     """
-    plan = plan_retrieval(query, gallery, configs, modes=modes, enriched=enriched,
-                          exclude_same_camera=exclude_same_camera, topk=topk, threads=threads, device=device)
+    plan = plan_retrieval(query, gallery, configs, **options)  # the options' one set of defaults
     if workspace is None:
         workspace = Workspace()
     elif not isinstance(workspace, Workspace):

@@ -166,6 +166,8 @@ def small_disk(tmp_path):
 #: Test files whose tests start or join a Ray cluster: one at a time (a second local cluster on
 #: the same machine would be seen by the "nothing left running" checks).
 _RAY_FILES = ("test_cluster.py", "test_cluster_first_use.py")
+#: The datasets whose eval.ipynb runs the tests compare with tests/expected/<name>.csv.
+EVAL_DATASETS = tuple(sorted(p.stem for p in (REPO / "tests" / "expected").glob("*.csv")))
 
 
 def worker_group(nodeid: str) -> str:
@@ -181,9 +183,10 @@ def worker_group(nodeid: str) -> str:
         return "ray"
     if file.startswith("test_browser"):
         return "browser"
-    if file == "test_eval_datasets.py":
+    if file == "test_eval_datasets.py":  # the dataset is the test's parameter, or in its name
         dataset = re.search(r"\[(\w+)\]$", name)
-        return f"eval-{dataset.group(1) if dataset else 'demo'}"
+        named = [d for d in EVAL_DATASETS if d in name]
+        return f"eval-{dataset.group(1) if dataset else (named or ['demo'])[0]}"
     if file == "test_your_data.py":  # compares with the demo's eval run
         return "eval-demo"
     return nodeid

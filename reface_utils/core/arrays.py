@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["concat_ranges"]
+__all__ = ["concat_ranges", "joint_codes"]
 
 
 def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
@@ -20,4 +20,18 @@ def concat_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     total = int(counts.sum())
     offsets = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
     return np.repeat(starts, counts) + offsets
+
+
+def joint_codes(*arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The distinct values of several label arrays together (sorted) and, for each array, its
+    values as int64 codes into them: equal labels get equal codes across the arrays, whatever
+    their dtype (ints, names), so the method modules compare labels as small integers.
+
+    >>> joint_codes(np.array(["b", "a"]), np.array(["a", "c"]))
+    (array(['a', 'b', 'c'], dtype='<U1'), [array([1, 0]), array([0, 2])])
+    """
+    flat = [np.asarray(a).ravel() for a in arrays]
+    values, inverse = np.unique(np.concatenate(flat), return_inverse=True)
+    codes = np.split(inverse.ravel().astype(np.int64, copy=False), np.cumsum([len(a) for a in flat])[:-1])
+    return values, codes
 

@@ -55,6 +55,17 @@ def flag(name: str, value: Any) -> bool:
     return value
 
 
+def registration(register: str, name: Any, factory: Any, call: str) -> str:
+    """The name of a registration (``register_face_model(name, factory)`` and the like),
+    stripped, after checking it is text and ``factory`` is callable as ``call``."""
+    if not isinstance(name, str) or not name.strip():
+        raise TypeError(f"{register}: the name must be non-empty text, got {name!r}")
+    if not callable(factory):
+        raise TypeError(f"{register}({name!r}, factory): factory must be callable as {call}, "
+                        f"got {type(factory).__name__}")
+    return name.strip()
+
+
 def refuse_unknown(given: Iterable[str], known: Sequence[str]) -> None:
     """A TypeError naming every name of ``given`` not in ``known``, with the closest known one."""
     unknown = sorted(set(given) - set(known))

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..core.arrays import joint_codes
 from ..core.progress import progress_bar
 
 __all__ = [
@@ -97,13 +98,6 @@ class EnrichedFrames:
 
     def __len__(self) -> int:
         return len(self.frame_index)
-
-
-def _codes(*arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Joint integer codes of several label arrays."""
-    sizes = [len(a) for a in arrays]
-    uniq, inverse = np.unique(np.concatenate([np.asarray(a).ravel() for a in arrays]), return_inverse=True)
-    return uniq, np.split(inverse.astype(np.int64), np.cumsum(sizes)[:-1])
 
 
 def track_identity_scores(
@@ -165,16 +159,16 @@ def track_identity_scores(
         pos = np.clip(np.searchsorted(tracks, e_src), 0, len(tracks) - 1)
         found = tracks[pos] == e_src
         e_track[found] = pos[found]
-    pids, (g_pid, e_pid) = _codes(gallery_pids, enriched.pids if n_e else np.empty(0, gallery_pids.dtype))
+    pids, (g_pid, e_pid) = joint_codes(gallery_pids, enriched.pids if n_e else np.empty(0, gallery_pids.dtype))
     # Group the gallery columns by (identity, camera, clothes, source tracklet): the best
     # similarity per group is one reduceat, and exclusions act on groups, not columns.
     zeros_g, minus_e = np.zeros(n_g, np.int64), np.full(n_e, -1, np.int64)
     if use_cams:
-        _, (q_cam, g_cam) = _codes(np.asarray(query_camids).ravel(), np.asarray(gallery_camids).ravel())
+        _, (q_cam, g_cam) = joint_codes(query_camids, gallery_camids)
     else:
         q_cam, g_cam = np.zeros(n_q, np.int64), zeros_g
     if exclude_same_clothes:
-        _, (q_clo, g_clo) = _codes(np.asarray(query_clothes_ids).ravel(), np.asarray(gallery_clothes_ids).ravel())
+        _, (q_clo, g_clo) = joint_codes(query_clothes_ids, gallery_clothes_ids)
     else:
         q_clo, g_clo = np.zeros(n_q, np.int64), zeros_g
     keys = np.stack([

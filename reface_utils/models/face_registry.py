@@ -13,6 +13,8 @@ import math
 import numbers
 from typing import Any, Callable, Mapping
 
+from ..core.checks import registration
+
 __all__ = ["FaceFactory", "THRESHOLD_NAMES", "register_face_model", "available_face_models",
            "face_model_thresholds", "face_factory"]
 
@@ -69,7 +71,7 @@ def register_face_model(name: str, factory: FaceFactory, *, thresholds: Mapping[
     scales. Without them a run must give the thresholds as parameters. Everything is checked
     before anything is registered: a refused call leaves the registry as it was.
     """
-    key = _key(name)
+    key = _key(registration("register_face_model", name, factory, "factory(**options) -> FaceModel"))
     if key in _REGISTRY and not overwrite:
         raise ValueError(f"a face model called {name!r} is registered already (pass overwrite=True)")
     checked = _checked_thresholds(name, thresholds) if thresholds is not None else None

@@ -149,3 +149,26 @@ def test_pipeline_leaves_a_dataset_tree_untouched_and_skips_a_corrupt_image(tmp_
     payload = json.loads((settings.results_dir / "results.json").read_text())
     assert payload["unreadable_images"]["count"] == 1 and payload["unreadable_images"]["paths"] == [str(corrupt)]
     assert settings.results_dir == tmp_path / "results" / "ltcc"
+
+
+def test_the_enrichment_files_are_written_once_per_run(tmp_path, demo_images):
+    """save_enrichment writes enrichment.csv/.json (the enrich step); save_results of the same
+    run leaves them alone, and writes them when they are missing or another run's."""
+    root = make_ltcc_tree(demo_images, tmp_path / "LTCC_ReID")
+    settings = pl.settings_for(dataset="ltcc", data_root=str(root), reid_model="mobilenetv2-imagenet",
+                               face_model="sface", device="cpu", results_root=str(tmp_path / "results"))
+    ds = load_dataset(settings.dataset, settings.data_root)
+    feats = pl.compute_features(ds, settings, progress=False)
+    enrichment = pl.run_enrichment(ds, feats, settings)
+    ev = pl.evaluate(ds, feats, enrichment, settings, progress=False)
+    out = settings.results_dir
+    saved = pl.save_enrichment(enrichment, out, ds, settings)
+    stamps = {p.name: p.stat().st_ino for p in saved}  # an atomic write is a new file
+    written = pl.save_results(ev, out, enrichment=enrichment, dataset=ds)
+    assert not {p.name for p in written} & set(stamps) and {p.name: p.stat().st_ino for p in saved} == stamps
+    for p in saved:
+        p.unlink()
+    written = pl.save_results(ev, out, enrichment=enrichment, dataset=ds)
+    assert {"enrichment.csv", "enrichment.json"} <= {p.name for p in written}
+    reloaded = pl.load_enrichment(out, ds, settings)
+    assert reloaded is not None and len(reloaded.samples) == len(enrichment.samples)

@@ -29,3 +29,20 @@ def test_notebook_values_are_the_plain_public_names():
     namespace = {"alpha": 0.5, "dataset": "demo", "data_root": None, "k": 3, "np": pytest, "In": [], "_x": 1,
                  "REFACE_GIT": "url", "paths": [1, 2]}
     assert notebook_values(namespace, own=("k",)) == {"alpha": 0.5, "dataset": "demo", "data_root": None}
+
+
+@pytest.mark.parametrize("register", ["face", "reid"])
+@pytest.mark.parametrize("name, factory, error", [
+    (None, lambda **kw: None, "name must be non-empty text, got None"),
+    ("  ", lambda **kw: None, "name must be non-empty text"),
+    (3, lambda **kw: None, "name must be non-empty text, got 3"),
+    ("mine", "not a function", r"factory must be callable as .*got str"),
+])
+def test_model_registrations_refuse_a_bad_name_or_factory(register, name, factory, error):
+    from reface_utils.models import face, reid
+
+    available = face.available_face_models if register == "face" else reid.available_reid_models
+    before = available()
+    with pytest.raises(TypeError, match=error):
+        (face.register_face_model if register == "face" else reid.register_reid_model)(name, factory)
+    assert available() == before

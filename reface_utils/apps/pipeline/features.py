@@ -7,7 +7,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -253,3 +253,16 @@ def _checked(features: DatasetFeatures, progress: bool) -> DatasetFeatures:
 
 def _queries(dataset: Dataset) -> tuple[str, ...]:
     return tuple(dataset.query_roles)
+
+
+def query_sets(dataset: Dataset, features: DatasetFeatures,
+               det_threshold: float) -> Iterator[tuple[str, FeatureSet, int]]:
+    """Each query set (PRCC: same and different clothes; one elsewhere) with its features and
+    the row where it starts among all the query sets together -- the enrichment's query
+    sources, whose ``query_index`` counts the sets one after the other."""
+    offset = 0
+    for role in dataset.query_roles:
+        query = features.feature_set(role, det_threshold)
+        yield role, query, offset
+        offset += len(query)
+

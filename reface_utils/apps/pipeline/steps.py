@@ -22,7 +22,7 @@ from ...method.rerank import combine_results, rerank_configs, rerank_retrieval
 from ...method.retrieval import EnrichedGallery, RetrievalConfig, RetrievalResult, default_configs, run_retrieval
 from ...method.tracklets import EnrichedFrames, evaluate_tracks, fuse_track_scores, track_identity_scores
 from .settings import Settings
-from .features import DatasetFeatures, _queries
+from .features import DatasetFeatures, _queries, query_sets
 
 
 def _enrichment_inputs(dataset: Dataset, features: DatasetFeatures, settings: Settings) -> dict[str, Any]:
@@ -105,9 +105,7 @@ def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment
     gallery = features.feature_set("gallery", settings.det_threshold)
     queries = features.feature_set(_queries(dataset), settings.det_threshold)
     tables, results = [], {}
-    offset = 0
-    for role in dataset.query_roles:
-        query = features.feature_set(role, settings.det_threshold)
+    for role, query, offset in query_sets(dataset, features, settings.det_threshold):
         enriched = None
         if enrichment is not None and len(enrichment.samples):
             enriched = EnrichedGallery.from_table(enrichment.samples, queries, gallery,
@@ -129,7 +127,6 @@ def evaluate(dataset: Dataset, features: DatasetFeatures, enrichment: Enrichment
         table.insert(0, "query_set", role)
         tables.append(table)
         results[role] = result
-        offset += len(query)
     if protocols:
         tables += _subset_protocols(dataset, features, enrichment, settings, configs, retrieve)
     table = pd.concat(tables, ignore_index=True)
@@ -157,9 +154,8 @@ def _subset_protocols(dataset: Dataset, features: DatasetFeatures, enrichment: E
     gallery, sources = features.feature_set("gallery", t), features.feature_set(_queries(dataset), t)
     samples = enrichment.samples if enrichment is not None and len(enrichment.samples) else None
     draws = single_shot_galleries(gallery.pids, SINGLE_SHOT_DRAWS, SINGLE_SHOT_SEED) if single_shot else []
-    tables, offset = [], 0
-    for role in dataset.query_roles:
-        query = features.feature_set(role, t)
+    tables = []
+    for role, query, offset in query_sets(dataset, features, t):
         everyone = np.arange(len(query))
         runs = [("single-shot", everyone, draws, True)] if single_shot else []
         runs += [(name, np.flatnonzero(np.isin(query.camids, cams)), [np.flatnonzero(np.isin(gallery.camids, cams))],
@@ -180,7 +176,6 @@ def _subset_protocols(dataset: Dataset, features: DatasetFeatures, enrichment: E
             table["mode"] = mode
             table.insert(0, "query_set", role)
             tables.append(table)
-        offset += len(query)
     return tables
 
 
@@ -329,10 +324,11 @@ def query_scorer(dataset: Dataset, features: DatasetFeatures, enrichment: Enrich
     interactive browser calls it on every slider move)."""
     t = settings.det_threshold
     gallery = features.feature_set("gallery", t)
-    query = features.feature_set(role, t)
+    if role not in dataset.query_roles:
+        raise ValueError(f"role {role!r} is not a query set of {dataset.name}: one of {list(dataset.query_roles)}")
+    query, offset = next((q, o) for r, q, o in query_sets(dataset, features, t) if r == role)
     enriched = None
     if enrichment is not None and len(enrichment.samples):
-        offset = sum(len(features.rows(r)) for r in dataset.query_roles[:dataset.query_roles.index(role)])
         enriched = EnrichedGallery.from_table(enrichment.samples, features.feature_set(_queries(dataset), t),
                                               gallery, query_offset=offset, num_queries=len(query))
 

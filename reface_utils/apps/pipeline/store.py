@@ -43,12 +43,17 @@ def save_enrichment(enrichment: Enrichment, out_dir: str | os.PathLike, dataset:
     key of the run that made it), so later notebooks read it instead of recomputing."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    csv, js = out / "enrichment.csv", out / "enrichment.json"
-    atomic_write_text(csv, enrichment.samples.to_csv(index=False, float_format="%.6f"))
+    csv, js = _write_enrichment_table(enrichment, out), out / "enrichment.json"
     summary = {k: (v.item() if hasattr(v, "item") else v) for k, v in enrichment.summary.items()}
     atomic_write_text(js, json.dumps({"key": _run_key(dataset, settings, _ENRICHMENT_SETTINGS), "summary": summary},
                                  indent=2, default=str))
     return [csv, js]
+
+
+def _write_enrichment_table(enrichment: Enrichment, out: Path) -> Path:
+    path = out / "enrichment.csv"
+    atomic_write_text(path, enrichment.samples.to_csv(index=False, float_format="%.6f"))
+    return path
 
 
 def load_enrichment(out_dir: str | os.PathLike, dataset: Dataset, settings: Settings) -> Enrichment | None:
@@ -91,8 +96,8 @@ class SavedResults:
 def save_results(evaluation: Evaluation, out_dir: str | os.PathLike, *,
                  enrichment: Enrichment | None = None, extra: Mapping[str, Any] | None = None,
                  dataset: Dataset | None = None) -> list[Path]:
-    """results.csv / results.json, the enrichment table, the CMC curves and the top-k
-    lists (npz). With ``dataset``, results.json carries the run's key, so that
+    """results.csv / results.json, the enrichment (unless this run's is there: the enrich
+    step saves it), the CMC curves and the top-k lists (npz). With ``dataset``, results.json carries the run's key, so that
     :func:`load_results` serves them to later notebooks of the same run only."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -116,9 +121,11 @@ def save_results(evaluation: Evaluation, out_dir: str | os.PathLike, *,
     if enrichment is not None:
         payload["enrichment"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in enrichment.summary.items()}
     if enrichment is not None:
-        path = out / "enrichment.csv"
-        atomic_write_text(path, enrichment.samples.to_csv(index=False, float_format="%.6f"))
-        written.append(path)
+        settings = evaluation.settings
+        if dataset is None or settings is None:  # no run key: the table alone
+            written.append(_write_enrichment_table(enrichment, out))
+        elif load_enrichment(out, dataset, settings) is None:  # the enrich step saved this run's already
+            written += save_enrichment(enrichment, out, dataset, settings)
     cmc = {f"{role}|{config}|{mode}": res.cmc[:50] for role, result in evaluation.retrieval.items()
            for (config, mode), res in result.results.items()}
     if cmc:

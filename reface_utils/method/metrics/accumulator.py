@@ -16,21 +16,12 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ...core.arrays import concat_ranges
+from ...core.arrays import concat_ranges, joint_codes
 from . import rank_counts
 from .labels import ENRICHED_CAMID, MODES, EvalLabels
 from .results import BlockMetrics, EvalResult
 
 __all__ = ["MetricAccumulator", "evaluate"]
-
-
-def _codes(query_values: np.ndarray, gallery_values: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Joint integer codes of two label arrays (any dtype with equality and order)."""
-    joint = np.concatenate([np.asarray(query_values).ravel(), np.asarray(gallery_values).ravel()])
-    uniq, inverse = np.unique(joint, return_inverse=True)
-    inverse = inverse.astype(np.int64, copy=False)
-    n = len(np.asarray(query_values).ravel())
-    return inverse[:n], inverse[n:], len(uniq)
 
 
 def _is_enriched_camera(camids: np.ndarray) -> np.ndarray:
@@ -75,8 +66,9 @@ class MetricAccumulator:
             raise ValueError("give at least one evaluation mode")
         # the labels are flat and their lengths checked (EvalLabels): only coded here
         self.num_query, self.num_gallery = labels.num_query, labels.num_gallery
-        self._q_pid, self._g_pid, n_pids = _codes(labels.q_pids, labels.g_pids)
-        self._q_cam, self._g_cam, _ = _codes(labels.q_camids, labels.g_camids)
+        pid_values, (self._q_pid, self._g_pid) = joint_codes(labels.q_pids, labels.g_pids)
+        n_pids = len(pid_values)
+        _, (self._q_cam, self._g_cam) = joint_codes(labels.q_camids, labels.g_camids)
         self._g_enriched_cam = _is_enriched_camera(labels.g_camids)
         self._with_clothes = any(m != "standard" for m in self.modes)
         if self._with_clothes:
@@ -84,7 +76,7 @@ class MetricAccumulator:
                 raise ValueError(
                     f"modes {self.modes} need clothes ids: pass q_clothes_ids and g_clothes_ids"
                 )
-            self._q_clo, self._g_clo, _ = _codes(labels.q_clothes_ids, labels.g_clothes_ids)
+            _, (self._q_clo, self._g_clo) = joint_codes(labels.q_clothes_ids, labels.g_clothes_ids)
         # Gallery grouped by identity: a query's candidates are one contiguous slice.
         self._g_by_pid = np.argsort(self._g_pid, kind="stable")
         counts = np.bincount(self._g_pid, minlength=n_pids)

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator, Sequence, TypedDict
 import numpy as np
 import pandas as pd
 
-from ...core.arrays import concat_ranges
+from ...core.arrays import concat_ranges, joint_codes
 from ..fusion import PRODUCT_TILE, CameraIndex, EnrichmentLayout, FaceGallery, self_pairs
 from ..metrics import ENRICHED_CAMID, BlockMetrics, EvalLabels, EvalResult, MetricAccumulator
 from .inputs import EnrichedGallery, FeatureSet, RetrievalConfig, _check_configs, default_configs
@@ -339,14 +339,12 @@ def _accumulator(config, query, gallery, enriched, modes, threads) -> MetricAccu
     if config.enrichment == "append" and enriched is not None and len(enriched):
         g_pids = np.concatenate([g_pids, enriched.pids])
         if not np.issubdtype(g_camids.dtype, np.integer):  # e.g. camera names: codes >= 0
-            _, codes = np.unique(np.concatenate([q_camids, g_camids]), return_inverse=True)
-            q_camids, g_camids = codes[: len(q_camids)], codes[len(q_camids):]
+            _, (q_camids, g_camids) = joint_codes(q_camids, g_camids)
         g_camids = np.concatenate([g_camids, np.full(len(enriched), ENRICHED_CAMID)])
         if g_clothes is not None and q_clothes is not None:
             # a clothes label of their own (as GEFF's copies get), never a query's
-            _, codes = np.unique(np.concatenate([q_clothes, g_clothes]), return_inverse=True)
-            q_clothes = codes[: len(q_clothes)]
-            g_clothes = np.concatenate([codes[len(q_clothes):], np.full(len(enriched), -1)])
+            _, (q_clothes, g_clothes) = joint_codes(q_clothes, g_clothes)
+            g_clothes = np.concatenate([g_clothes, np.full(len(enriched), -1)])
     return MetricAccumulator(EvalLabels(query.pids, g_pids, q_camids, g_camids, q_clothes, g_clothes), modes=modes,
                              threads=threads, cc_skip_enriched_only=config.cc_skip_enriched_only)
 

@@ -6,6 +6,7 @@ from typing import Any, Callable
 
 import torch
 
+from ...core.checks import registration
 from .extractor import ReIDModel
 
 
@@ -19,6 +20,7 @@ _REGISTRY: dict[str, ReIDFactory] = {}
 def register_reid_model(name: str, factory: ReIDFactory, *, overwrite: bool = False) -> None:
     """Make ``load_reid_model(name, checkpoint, device, **options)`` call
     ``factory(checkpoint=..., device=..., **options)``."""
+    name = registration("register_reid_model", name, factory, "factory(checkpoint=..., device=..., **options)")
     if name in _REGISTRY and not overwrite:
         raise ValueError(f"a ReID model called {name!r} is registered already (pass overwrite=True)")
     _REGISTRY[name] = factory

@@ -16,6 +16,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import zipfile
 from pathlib import Path
 from typing import IO, Callable, Mapping
 
@@ -113,8 +114,17 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 def atomic_savez(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], *, compressed: bool = False) -> Path:
     """``np.savez`` (or ``savez_compressed``) to ``path`` atomically; ``path`` is used as given
     (no ``.npz`` is appended)."""
-    save = np.savez_compressed if compressed else np.savez
-    return atomic_write(path, lambda f: save(f, **arrays))
+    compression = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
+
+    # np.savez's own format (one .npy member per array), but with the archive closed on an
+    # error too: np.savez leaves it open, and its later clean-up writes to a closed file.
+    def write(f: IO) -> None:
+        with zipfile.ZipFile(f, mode="w", compression=compression, allowZip64=True) as archive:
+            for name, array in arrays.items():
+                with archive.open(f"{name}.npy", mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+    return atomic_write(path, write)
 
 
 def atomic_folder(folder: str | os.PathLike, write: Callable[[Path], None], *,

@@ -8,7 +8,7 @@ import numbers
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["number", "integer", "text", "choice", "flag", "refuse_unknown", "notebook_values"]
+__all__ = ["number", "integer", "text", "choice", "flag", "registration", "refuse_unknown", "notebook_values"]
 
 
 def number(name: str, value: Any, low: float, high: float, *, optional: bool = False) -> float | None:

@@ -35,7 +35,7 @@ register_reid_model("{prefix}-reid", lambda checkpoint=None, device="auto", **op
 @pytest.fixture
 def registries():
     """The registries and sys.modules as they were before the test (plugins register for real)."""
-    saved = [(d, dict(d)) for d in (datasets._LOADERS, datasets._ALIASES, datasets.LAYOUTS, face_registry._REGISTRY,
+    saved = [(d, dict(d)) for d in (datasets.registry._SPECS, datasets.registry._ALIASES, datasets.LAYOUTS, face_registry._REGISTRY,
                                     reid_registry._REGISTRY)]
     modules = set(sys.modules)
     entry_points = set(plugins.LOADED_ENTRY_POINTS)

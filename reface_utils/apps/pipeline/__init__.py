@@ -28,7 +28,7 @@ from .reports import (METRIC_COLUMNS, describe_features, enriched_examples_figur
                       paper_comparison, percent, results_report, results_table, retrieval_browser,
                       retrieval_figure)
 from .settings import (DEFAULT_THRESHOLDS, ENRICHMENT_DEFAULTS, FEATURES_MODEL, OFFLINE_DATASETS, PAPER_FACE_MODELS,
-                       PAPER_REID_MODEL, PARAMETERS, EnrichmentDefaults, Settings, check_parameters,
+                       PAPER_REID_MODEL, PARAMETERS, Settings, check_parameters,
                        enrichment_defaults_table, enrichment_rules, notebook_parameters, settings_for,
                        settings_from_namespace)
 from .steps import (SINGLE_SHOT_DRAWS, SINGLE_SHOT_SEED, Evaluation, QueryScores, alpha_sweep, evaluate, paper_table,
@@ -40,7 +40,7 @@ __all__ = ["Settings", "DatasetFeatures", "Evaluation", "TinyImagesWarning", "PA
            "enrichment_for", "percent", "SavedResults", "load_results", "results_for", "describe_features",
            "enrichment_report", "results_report", "enriched_examples_figure", "retrieval_figure",
            "retrieval_browser",
-           "ENRICHMENT_DEFAULTS", "EnrichmentDefaults", "enrichment_defaults_table", "uses_extra_data",
+           "ENRICHMENT_DEFAULTS", "enrichment_defaults_table", "uses_extra_data",
            "compute_features", "run_enrichment", "evaluate", "paper_table", "alpha_sweep",
            "threshold_sweep", "save_results", "project_root", "DEFAULT_THRESHOLDS", "query_scorer",
            "check_requirements", "check_parameters", "require", "MissingRequirementsError", "enrichment_rules",

@@ -39,11 +39,6 @@ FEATURES_MODEL = "features"
 OFFLINE_FACE_MODEL, OFFLINE_REID_MODEL = "sface", "mobilenetv2-imagenet"
 
 
-#: How the reference enriches one dataset's gallery: the ``enrichment`` of a dataset's spec
-#: (:class:`reface_utils.data.datasets.EnrichmentRules`, under its former name here).
-EnrichmentDefaults = EnrichmentRules
-
-
 #: Built-in datasets whose defaults are the offline models (no download): from their specs.
 OFFLINE_DATASETS = tuple(spec.name for spec in BUILT_IN_SPECS if spec.offline_models)
 #: The dataset of a run that names none: the offline one (the generated demo: no download).
@@ -54,7 +49,7 @@ DEFAULT_DATASET = OFFLINE_DATASETS[0]
 #: flag defaults to off and its only published command (LTCC) turns it on; PRCC and LaST
 #: have no clothes labels in the reference's enrichment code (camera exclusion only),
 #: 42Street has neither cameras nor clothes; only CCVID's gallery builder votes per tracklet.
-ENRICHMENT_DEFAULTS: dict[str, EnrichmentDefaults] = {
+ENRICHMENT_DEFAULTS: dict[str, EnrichmentRules] = {
     spec.name: spec.enrichment for spec in BUILT_IN_SPECS if spec.enrichment is not None}
 
 
@@ -72,7 +67,7 @@ def _paper_checkpoint(dataset: str) -> str | None:
     return spec.reid_checkpoint if spec is not None else None
 
 
-def enrichment_rules(dataset: str) -> EnrichmentDefaults | None:
+def enrichment_rules(dataset: str) -> EnrichmentRules | None:
     """The enrichment rules of a dataset, from its spec: the reference's for the built-in
     ones, those a registered dataset brought (``register_dataset(..., enrichment={...})``),
     else None.

@@ -44,10 +44,14 @@ def save_enrichment(enrichment: Enrichment, out_dir: str | os.PathLike, dataset:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     csv, js = _write_enrichment_table(enrichment, out), out / "enrichment.json"
-    summary = {k: (v.item() if hasattr(v, "item") else v) for k, v in enrichment.summary.items()}
-    atomic_write_text(js, json.dumps({"key": _run_key(dataset, settings, _ENRICHMENT_SETTINGS), "summary": summary},
-                                 indent=2, default=str))
+    atomic_write_text(js, json.dumps({"key": _run_key(dataset, settings, _ENRICHMENT_SETTINGS),
+                                      "summary": _summary(enrichment)}, indent=2, default=str))
     return [csv, js]
+
+
+def _summary(enrichment: Enrichment) -> dict[str, Any]:
+    """The enrichment's summary with numpy scalars as Python numbers (for JSON)."""
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in enrichment.summary.items()}
 
 
 def _write_enrichment_table(enrichment: Enrichment, out: Path) -> Path:
@@ -56,20 +60,35 @@ def _write_enrichment_table(enrichment: Enrichment, out: Path) -> Path:
     return path
 
 
+def _saved_payload(path: Path, key: str) -> dict[str, Any] | None:
+    """The JSON a step saved at ``path`` when the run ``key`` made it, else None (missing,
+    unreadable, or another run's)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) and saved.get("key") == key else None
+
+
+def _enrichment_key(dataset: Dataset, settings: Settings) -> str:
+    return _run_key(dataset, settings, _ENRICHMENT_SETTINGS)
+
+
 def load_enrichment(out_dir: str | os.PathLike, dataset: Dataset, settings: Settings) -> Enrichment | None:
     """The enrichment saved by :func:`save_enrichment` for this very run, else None
     (missing, unreadable, or made with other settings or images)."""
     out = Path(out_dir)
+    saved = _saved_payload(out / "enrichment.json", _enrichment_key(dataset, settings))
+    if saved is None:
+        return None
     try:
-        saved = json.loads((out / "enrichment.json").read_text())
-        if saved.get("key") != _run_key(dataset, settings, _ENRICHMENT_SETTINGS):
-            return None
         samples = pd.read_csv(out / "enrichment.csv", keep_default_na=False, na_values=[""])
+        summary = saved["summary"]
     except (OSError, ValueError, KeyError):
         return None
     if "track" in samples:
         samples["track"] = samples["track"].astype(str)
-    return Enrichment(samples=samples, queries=pd.DataFrame(), summary=saved["summary"])
+    return Enrichment(samples=samples, queries=pd.DataFrame(), summary=summary)
 
 
 def enrichment_for(dataset: Dataset, features: DatasetFeatures, settings: Settings,
@@ -119,12 +138,12 @@ def save_results(evaluation: Evaluation, out_dir: str | os.PathLike, *,
     if dataset is not None and evaluation.settings is not None:
         payload["key"] = _run_key(dataset, evaluation.settings, tuple(PARAMETERS))
     if enrichment is not None:
-        payload["enrichment"] = {k: (v.item() if hasattr(v, "item") else v) for k, v in enrichment.summary.items()}
-    if enrichment is not None:
+        payload["enrichment"] = _summary(enrichment)
         settings = evaluation.settings
         if dataset is None or settings is None:  # no run key: the table alone
             written.append(_write_enrichment_table(enrichment, out))
-        elif load_enrichment(out, dataset, settings) is None:  # the enrich step saved this run's already
+        elif not ((out / "enrichment.csv").is_file()  # the enrich step saved this run's already
+                  and _saved_payload(out / "enrichment.json", _enrichment_key(dataset, settings))):
             written += save_enrichment(enrichment, out, dataset, settings)
     cmc = {f"{role}|{config}|{mode}": res.cmc[:50] for role, result in evaluation.retrieval.items()
            for (config, mode), res in result.results.items()}
@@ -145,10 +164,9 @@ def save_results(evaluation: Evaluation, out_dir: str | os.PathLike, *,
 def load_results(out_dir: str | os.PathLike, dataset: Dataset, settings: Settings) -> SavedResults | None:
     """The results :func:`save_results` wrote for this very run, else None."""
     out = Path(out_dir)
+    if _saved_payload(out / "results.json", _run_key(dataset, settings, tuple(PARAMETERS))) is None:
+        return None
     try:
-        saved = json.loads((out / "results.json").read_text())
-        if saved.get("key") != _run_key(dataset, settings, tuple(PARAMETERS)):
-            return None
         table = pd.read_csv(out / "results.csv")
         cmc = {}
         if (out / "cmc.npz").is_file():

@@ -57,8 +57,7 @@ Expected layouts
 from __future__ import annotations
 
 from .common import COLUMNS, REPORT_COLUMNS, Dataset, DatasetError, DatasetNotFoundError, SkippedFilesWarning
-# _LOADERS, _ALIASES: the registry's own dicts (tests restore them in place)
-from .registry import (LAYOUTS, _ALIASES, _LOADERS, available_datasets, canonical_name, dataset_spec, load_dataset,
+from .registry import (LAYOUTS, available_datasets, canonical_name, dataset_spec, load_dataset,
                        register_dataset, registered_enrichment_rules)
 from .spec import DatasetLoader, DatasetSpec, EnrichmentRules, PaperComparison, PublishedResult, published
 # The built-in datasets, in this order; each module registers its spec(s) as it is imported.

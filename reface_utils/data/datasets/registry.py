@@ -19,8 +19,6 @@ __all__ = ["register_dataset", "load_dataset", "canonical_name", "available_data
 
 #: The registry: canonical name -> spec, in registration order.
 _SPECS: dict[str, DatasetSpec] = {}
-#: Its former name (canonical name -> loader then, -> spec now).
-_LOADERS = _SPECS
 #: Spellings users type -> canonical name (compared after lower-casing and dropping "-", "_", " ").
 _ALIASES: dict[str, str] = {}
 #: The layouts shown in "missing folder" errors, by canonical name (each spec's ``layout``).
@@ -60,10 +58,7 @@ def _rules(name: str, enrichment: Mapping[str, Any] | EnrichmentRules | None) ->
                         "'vote_by_track': True/False, 'why': text}, EnrichmentRules or None (decided from the "
                         f"data), got {enrichment!r}")
     problems = [f"unknown key {k!r}" for k in sorted(set(enrichment) - set(_RULE_NAMES), key=str)]
-    problems += [f"{k} must be True or False, got {enrichment[k]!r}" for k in ("clothes_changing", "vote_by_track")
-                 if k in enrichment and not isinstance(enrichment[k], bool)]
-    if "why" in enrichment and not isinstance(enrichment["why"], str):
-        problems.append(f"why must be text (where the rules come from), got {enrichment['why']!r}")
+    problems += EnrichmentRules.problems(enrichment)
     if problems:
         raise ValueError(f"enrichment rules of dataset {name!r}: {'; '.join(problems)}. Known keys are "
                          f"{list(_RULE_NAMES)}, e.g. {{'clothes_changing': True, 'vote_by_track': False, "

@@ -37,13 +37,20 @@ class EnrichmentRules:
     why: str
 
     def __post_init__(self) -> None:
-        # a rule given as text ("no") or a number would be truthy and switch itself on
-        for rule in ("clothes_changing", "vote_by_track"):
-            value = getattr(self, rule)
-            if not isinstance(value, bool):
-                raise TypeError(f"EnrichmentRules: {rule} must be True or False, got {value!r}")
-        if not isinstance(self.why, str):
-            raise TypeError(f"EnrichmentRules: why must be text (where the rules come from), got {self.why!r}")
+        problems = self.problems({"clothes_changing": self.clothes_changing, "vote_by_track": self.vote_by_track,
+                                  "why": self.why})
+        if problems:
+            raise TypeError(f"EnrichmentRules: {'; '.join(problems)}")
+
+    @staticmethod
+    def problems(values: Mapping[str, Any]) -> list[str]:
+        """What is wrong with the rules in ``values`` (those given; keys are not checked):
+        a rule given as text ("no") or a number would be truthy and switch itself on."""
+        problems = [f"{rule} must be True or False, got {values[rule]!r}" for rule in ("clothes_changing", "vote_by_track")
+                    if rule in values and not isinstance(values[rule], bool)]
+        if "why" in values and not isinstance(values["why"], str):
+            problems.append(f"why must be text (where the rules come from), got {values['why']!r}")
+        return problems
 
 
 @dataclass(frozen=True)

@@ -151,16 +151,21 @@ def test_pipeline_leaves_a_dataset_tree_untouched_and_skips_a_corrupt_image(tmp_
     assert settings.results_dir == tmp_path / "results" / "ltcc"
 
 
-def test_the_enrichment_files_are_written_once_per_run(tmp_path, demo_images):
-    """save_enrichment writes enrichment.csv/.json (the enrich step); save_results of the same
-    run leaves them alone, and writes them when they are missing or another run's."""
+def _evaluated_ltcc_run(tmp_path, demo_images):
+    """A small LTCC tree's settings, dataset, enrichment and evaluation (not saved yet)."""
     root = make_ltcc_tree(demo_images, tmp_path / "LTCC_ReID")
     settings = pl.settings_for(dataset="ltcc", data_root=str(root), reid_model="mobilenetv2-imagenet",
                                face_model="sface", device="cpu", results_root=str(tmp_path / "results"))
     ds = load_dataset(settings.dataset, settings.data_root)
     feats = pl.compute_features(ds, settings, progress=False)
     enrichment = pl.run_enrichment(ds, feats, settings)
-    ev = pl.evaluate(ds, feats, enrichment, settings, progress=False)
+    return settings, ds, enrichment, pl.evaluate(ds, feats, enrichment, settings, progress=False)
+
+
+def test_the_enrichment_files_are_written_once_per_run(tmp_path, demo_images):
+    """save_enrichment writes enrichment.csv/.json (the enrich step); save_results of the same
+    run leaves them alone, and writes them when they are missing or another run's."""
+    settings, ds, enrichment, ev = _evaluated_ltcc_run(tmp_path, demo_images)
     out = settings.results_dir
     saved = pl.save_enrichment(enrichment, out, ds, settings)
     stamps = {p.name: p.stat().st_ino for p in saved}  # an atomic write is a new file
@@ -172,3 +177,23 @@ def test_the_enrichment_files_are_written_once_per_run(tmp_path, demo_images):
     assert {"enrichment.csv", "enrichment.json"} <= {p.name for p in written}
     reloaded = pl.load_enrichment(out, ds, settings)
     assert reloaded is not None and len(reloaded.samples) == len(enrichment.samples)
+
+
+@pytest.mark.parametrize("damage", ["another run's key", "corrupt JSON", "not an object"])
+def test_saved_files_of_another_run_or_damaged_are_not_served_and_are_rewritten(tmp_path, demo_images, damage):
+    settings, ds, enrichment, ev = _evaluated_ltcc_run(tmp_path, demo_images)
+    out = settings.results_dir
+    pl.save_results(ev, out, enrichment=enrichment, dataset=ds)
+    assert pl.load_enrichment(out, ds, settings) is not None and pl.load_results(out, ds, settings) is not None
+    for name in ("enrichment.json", "results.json"):
+        path = out / name
+        if damage == "another run's key":
+            path.write_text(json.dumps({**json.loads(path.read_text()), "key": "0" * 64}))
+        else:
+            path.write_text("{not json" if damage == "corrupt JSON" else "[1, 2]")
+    assert pl.load_enrichment(out, ds, settings) is None and pl.load_results(out, ds, settings) is None
+    written = {p.name for p in pl.save_results(ev, out, enrichment=enrichment, dataset=ds)}
+    assert {"enrichment.csv", "enrichment.json", "results.json"} <= written
+    reloaded = pl.load_enrichment(out, ds, settings)
+    assert reloaded is not None and len(reloaded.samples) == len(enrichment.samples)
+    assert pl.load_results(out, ds, settings) is not None
